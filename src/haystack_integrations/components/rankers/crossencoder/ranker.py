@@ -1,0 +1,631 @@
+import asyncio
+import copy
+import threading
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from haystack import Document, component, default_from_dict, default_to_dict, logging
+from haystack.utils import ComponentDevice, Secret
+from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
+
+from haystack_integrations.components.rankers.crossencoder.activations import (
+    apply_activation,
+    validate_activation,
+    validate_scale,
+)
+from haystack_integrations.components.rankers.crossencoder.aggregation import aggregate_scores, validate_aggregation
+from haystack_integrations.components.rankers.crossencoder.scoring import PairScorer, load_pair_scorer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+# Meta keys that describe a passage's place in its parent; a parent rebuilt from passages drops them.
+_PASSAGE_KEYS = ("source_id", "passage_index", "passage_count", "split_idx_start", "split_idx_end", "page_number")
+_MIN_PASSAGE_TOKENS = 32
+
+
+@dataclass
+class _Candidate:
+    """One deduplicated input document, in retrieval order."""
+
+    document: Document
+    retrieval_rank: int
+    retrieval_score: float | None
+
+
+@dataclass
+class _Scored:
+    document: Document
+    score: float | None
+    retrieval_rank: int
+    retrieval_score: float | None
+
+
+@component
+class CrossEncoderRanker:
+    """
+    Ranks documents by relevance to a query with a cross-encoder (query and document in one forward pass).
+
+    A drop-in superset of `SentenceTransformersSimilarityRanker`: every parameter of the peer works here, plus
+    score activations with a scale, passage-level scoring of long documents, retrieval scores kept in meta,
+    deterministic tie-breaking, thread safety and `run_async`.
+
+    Returned documents are copies: `score` holds the new score, `meta["retrieval_score"]` the score the document
+    came in with and `meta["retrieval_rank"]` its 1-based position in the input (after deduplication by id).
+    Only the order of scores is reliable; their range depends on `activation`.
+
+    ### Usage example
+
+    ```python
+    from haystack import Document
+    from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+
+    ranker = CrossEncoderRanker(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_k=2)
+    docs = [Document(content="Paris is in France"), Document(content="Berlin is in Germany")]
+    result = ranker.run(query="City in Germany", documents=docs)
+    print(result["documents"][0].content)  # Berlin is in Germany
+    ```
+
+    Documents that have no text to score (content `None` or blank, and no meta field to embed) are not sent to
+    the model: they come back after the scored documents with `score=None`, or are dropped when a
+    `score_threshold` is set (a missing score cannot pass a threshold).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | Path = DEFAULT_MODEL,
+        device: ComponentDevice | None = None,
+        token: Secret | None = Secret.from_env_var(["HF_API_TOKEN", "HF_TOKEN"], strict=False),
+        top_k: int = 10,
+        query_prefix: str = "",
+        query_suffix: str = "",
+        document_prefix: str = "",
+        document_suffix: str = "",
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        scale: float = 1.0,
+        scale_score: bool | None = None,
+        score_threshold: float | None = None,
+        trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        batch_size: int = 16,
+        max_length: int | None = None,
+        show_progress_bar: bool = False,
+        aggregation: str = "max",
+        return_passages: bool = False,
+        split_long_documents: bool = False,
+        passage_overlap_tokens: int = 32,
+        max_tokens_per_batch: int | None = None,
+        cache_size: int = 0,
+        num_threads: int | None = None,
+    ) -> None:
+        """
+        Creates an instance of CrossEncoderRanker.
+
+        :param model:
+            A local directory or a Hugging Face hub id of a cross-encoder (a sentence-transformers `CrossEncoder`
+            or a sequence-classification model with one output logit). Offline, pass a local directory.
+        :param device:
+            The device to load the model on. If `None`, the default device is selected.
+        :param token:
+            The token to download private models from Hugging Face.
+        :param top_k:
+            The maximum number of documents to return. Must be > 0.
+        :param query_prefix:
+            A string put before the query (e.g. an instruction some rerankers expect).
+        :param query_suffix:
+            A string put after the query.
+        :param document_prefix:
+            A string put before each document's text.
+        :param document_suffix:
+            A string put after each document's text.
+        :param meta_fields_to_embed:
+            Meta fields whose values are put before the document's content, joined by `embedding_separator`.
+        :param embedding_separator:
+            The separator between meta values and the content.
+        :param activation:
+            How a logit becomes a score: `"sigmoid"` (0..1), `"identity"` (the raw logit) or `"tanh"` (-1..1).
+            `None` uses the activation the model's own configuration declares (sigmoid if it declares none).
+        :param scale:
+            The logit is multiplied by `scale` before the activation; with sigmoid or tanh a scale > 1 spreads
+            scores apart. Must be > 0.
+        :param scale_score:
+            For drop-in compatibility with `SentenceTransformersSimilarityRanker`: `True` means
+            `activation="sigmoid"`, `False` means `activation="identity"`. Leave `None` and use `activation`.
+        :param score_threshold:
+            Only documents whose score is >= this value are returned.
+        :param trust_remote_code:
+            Whether to allow models with custom code from the hub.
+        :param model_kwargs:
+            Keyword arguments for `AutoModelForSequenceClassification.from_pretrained`.
+        :param tokenizer_kwargs:
+            Keyword arguments for the tokenizer (passed as `processor_kwargs` to sentence-transformers).
+        :param config_kwargs:
+            Keyword arguments for `AutoConfig.from_pretrained`.
+        :param backend:
+            The inference backend: `"torch"`, `"onnx"` or `"openvino"`.
+        :param batch_size:
+            How many (query, document) pairs go through the model at once. Must be > 0.
+        :param max_length:
+            The maximum number of tokens of query plus document; longer inputs are truncated. `None` uses the
+            model's limit.
+        :param show_progress_bar:
+            Whether to show a progress bar while scoring.
+        :param aggregation:
+            How passage scores become a document score when the input documents are passages (they carry
+            `meta["source_id"]`, as `PassageSplitter` produces) or `split_long_documents` is on: `"max"`,
+            `"mean"`, `"first"`, `"sum"` or `"topN_mean"` (e.g. `"top2_mean"`).
+        :param return_passages:
+            If `True`, passages are ranked and returned as they are. If `False` (default), one result per parent
+            document is returned, with the full parent content, the aggregated score and the best passage in meta
+            (`best_passage`, `best_passage_index`, `best_passage_start`, `best_passage_end`, `best_passage_score`).
+        :param split_long_documents:
+            If `True`, the ranker splits each document into passages that fit `max_length` together with the
+            query (the same splitting as `PassageSplitter`) and scores documents by their passages.
+        :param passage_overlap_tokens:
+            The overlap between neighbouring passages when `split_long_documents` is on.
+        :param max_tokens_per_batch:
+            A token budget per batch: pairs are sorted by token length and packed into batches of at most this many
+            tokens (padding included), so short documents go in large batches and long ones in small. `None` uses
+            fixed batches of `batch_size`.
+        :param cache_size:
+            How many (model, query, document) scores to keep in an in-memory LRU cache; a repeated query over the
+            same candidates then costs no model work. 0 (default) disables the cache.
+        :param num_threads:
+            The number of CPU threads the model may use. `None` keeps the library default.
+        :raises ValueError:
+            If a parameter is out of range.
+        """
+        if top_k <= 0:
+            msg = f"top_k must be > 0, got {top_k}. Pass a positive number of documents to return."
+            raise ValueError(msg)
+        if batch_size <= 0:
+            msg = f"batch_size must be > 0, got {batch_size}."
+            raise ValueError(msg)
+        if max_length is not None and max_length <= 0:
+            msg = f"max_length must be > 0 or None (the model's limit), got {max_length}."
+            raise ValueError(msg)
+        if passage_overlap_tokens < 0:
+            msg = f"passage_overlap_tokens must be >= 0, got {passage_overlap_tokens}."
+            raise ValueError(msg)
+        if max_tokens_per_batch is not None and max_tokens_per_batch <= 0:
+            msg = f"max_tokens_per_batch must be > 0 or None (fixed batches of batch_size), got {max_tokens_per_batch}."
+            raise ValueError(msg)
+        if cache_size < 0:
+            msg = f"cache_size must be >= 0 (0 disables the cache), got {cache_size}."
+            raise ValueError(msg)
+        if num_threads is not None and num_threads <= 0:
+            msg = f"num_threads must be > 0 or None (the library default), got {num_threads}."
+            raise ValueError(msg)
+        if backend not in ("torch", "onnx", "openvino"):
+            msg = f"backend must be 'torch', 'onnx' or 'openvino', got {backend!r}."
+            raise ValueError(msg)
+        if activation is not None:
+            validate_activation(activation)
+        if scale_score is not None and activation is not None and activation != _activation_of(scale_score):
+            msg = (
+                f"scale_score={scale_score} contradicts activation={activation!r}. "
+                "Pass only `activation`; scale_score is there for SentenceTransformersSimilarityRanker users."
+            )
+            raise ValueError(msg)
+
+        self.model = str(model)
+        self.device = ComponentDevice.resolve_device(device)
+        self.token = token
+        self.top_k = top_k
+        self.query_prefix = query_prefix
+        self.query_suffix = query_suffix
+        self.document_prefix = document_prefix
+        self.document_suffix = document_suffix
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+        self.activation = activation
+        self.scale = validate_scale(scale)
+        self.scale_score = scale_score
+        self.score_threshold = score_threshold
+        self.trust_remote_code = trust_remote_code
+        self.model_kwargs = model_kwargs
+        self.tokenizer_kwargs = tokenizer_kwargs
+        self.config_kwargs = config_kwargs
+        self.backend = backend
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.show_progress_bar = show_progress_bar
+        self.aggregation = validate_aggregation(aggregation)
+        self.return_passages = return_passages
+        self.split_long_documents = split_long_documents
+        self.passage_overlap_tokens = passage_overlap_tokens
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.cache_size = cache_size
+        self.num_threads = num_threads
+
+        self._scorer: PairScorer | None = None
+        self._model_activation: str | None = None
+        self._warm_up_lock = threading.Lock()
+
+    def _get_telemetry_data(self) -> dict[str, Any]:
+        return {"model": self.model, "backend": self.backend}
+
+    def warm_up(self) -> None:
+        """Loads the model. Idempotent and safe to call from several threads."""
+        if self._scorer is not None:
+            return
+        with self._warm_up_lock:
+            if self._scorer is not None:
+                return
+            scorer = load_pair_scorer(
+                self.model,
+                backend=self.backend,
+                device=self.device.to_torch_str(),
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                token=self.token.resolve_value() if self.token else None,
+                trust_remote_code=self.trust_remote_code,
+                model_kwargs=self.model_kwargs,
+                tokenizer_kwargs=self.tokenizer_kwargs,
+                config_kwargs=self.config_kwargs,
+                max_tokens_per_batch=self.max_tokens_per_batch,
+                cache_size=self.cache_size,
+                num_threads=self.num_threads,
+            )
+            self._model_activation = scorer.declared_activation or "sigmoid"
+            self._scorer = scorer
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Serializes the component to a dictionary.
+
+        :returns:
+            Dictionary with serialized data.
+        """
+        data = default_to_dict(
+            self,
+            model=self.model,
+            device=self.device,
+            token=self.token,
+            top_k=self.top_k,
+            query_prefix=self.query_prefix,
+            query_suffix=self.query_suffix,
+            document_prefix=self.document_prefix,
+            document_suffix=self.document_suffix,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator,
+            activation=self.activation,
+            scale=self.scale,
+            scale_score=self.scale_score,
+            score_threshold=self.score_threshold,
+            trust_remote_code=self.trust_remote_code,
+            model_kwargs=self.model_kwargs,
+            tokenizer_kwargs=self.tokenizer_kwargs,
+            config_kwargs=self.config_kwargs,
+            backend=self.backend,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            show_progress_bar=self.show_progress_bar,
+            aggregation=self.aggregation,
+            return_passages=self.return_passages,
+            split_long_documents=self.split_long_documents,
+            passage_overlap_tokens=self.passage_overlap_tokens,
+            max_tokens_per_batch=self.max_tokens_per_batch,
+            cache_size=self.cache_size,
+            num_threads=self.num_threads,
+        )
+        if data["init_parameters"].get("model_kwargs") is not None:
+            data["init_parameters"]["model_kwargs"] = dict(data["init_parameters"]["model_kwargs"])
+            serialize_hf_model_kwargs(data["init_parameters"]["model_kwargs"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CrossEncoderRanker":
+        """
+        Deserializes the component from a dictionary.
+
+        :param data:
+            Dictionary to deserialize from.
+        :returns:
+            Deserialized component.
+        """
+        data = copy.deepcopy(data)  # deserialization works in place; the caller's dict stays as it was
+        init_parameters = data.get("init_parameters", {})
+        if init_parameters.get("model_kwargs") is not None:
+            deserialize_hf_model_kwargs(init_parameters["model_kwargs"])
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        *,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        scale: float | None = None,
+        scale_score: bool | None = None,
+    ) -> dict[str, list[Document]]:
+        """
+        Returns the documents sorted by relevance to the query, best first.
+
+        Documents are deduplicated by id first (the duplicate with the best retrieval score is kept).
+        Ties are broken by retrieval order, so results are deterministic.
+
+        :param query:
+            The query. Must be a non-empty string.
+        :param documents:
+            The documents to rank (e.g. a retriever's output, or passages from `PassageSplitter`).
+        :param top_k:
+            The maximum number of documents to return; overrides the init value. Must be > 0.
+        :param score_threshold:
+            Only documents with a score >= this value are returned; overrides the init value (also when 0.0).
+        :param activation:
+            `"sigmoid"`, `"identity"` or `"tanh"`; overrides the init value.
+        :param scale:
+            The factor applied to logits before the activation; overrides the init value.
+        :param scale_score:
+            Compatibility with `SentenceTransformersSimilarityRanker`: `True` = sigmoid, `False` = identity.
+        :returns:
+            A dictionary with `documents`: copies of the input documents with `score` set, best first.
+        :raises ValueError:
+            If `query` is empty or a run-time parameter is out of range.
+        """
+        top_k, score_threshold, activation, scale = self._resolve_run_parameters(
+            query, documents, top_k, score_threshold, activation, scale, scale_score
+        )
+        if not documents:
+            return {"documents": []}
+        self.warm_up()
+        assert self._scorer is not None
+        activation = activation or self.activation or self._model_activation or "sigmoid"
+
+        candidates = _deduplicate(documents)
+        units, parents = self._scoring_units(query, candidates)
+        scored = self._score_units(query, units, activation, scale)
+        if not self.return_passages and (parents is not None or any(_is_passage(u.document) for u in units)):
+            scored = _aggregate_to_parents(scored, parents or {}, self.aggregation)
+
+        scored.sort(key=lambda item: (item.score is None, -(item.score or 0.0), item.retrieval_rank))
+        if score_threshold is not None:
+            scored = [item for item in scored if item.score is not None and item.score >= score_threshold]
+        return {"documents": [_with_scores(item) for item in scored[:top_k]]}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self,
+        *,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        scale: float | None = None,
+        scale_score: bool | None = None,
+    ) -> dict[str, list[Document]]:
+        """
+        Asynchronously returns the documents sorted by relevance to the query; the model runs in a worker thread
+        so the event loop is never blocked. Parameters and result are those of `run`.
+
+        :param query:
+            The query. Must be a non-empty string.
+        :param documents:
+            The documents to rank.
+        :param top_k:
+            The maximum number of documents to return; overrides the init value.
+        :param score_threshold:
+            Only documents with a score >= this value are returned; overrides the init value.
+        :param activation:
+            `"sigmoid"`, `"identity"` or `"tanh"`; overrides the init value.
+        :param scale:
+            The factor applied to logits before the activation; overrides the init value.
+        :param scale_score:
+            Compatibility with `SentenceTransformersSimilarityRanker`: `True` = sigmoid, `False` = identity.
+        :returns:
+            A dictionary with `documents`: copies of the input documents with `score` set, best first.
+        """
+        loop = asyncio.get_running_loop()
+        call = partial(
+            self.run,
+            query=query,
+            documents=documents,
+            top_k=top_k,
+            score_threshold=score_threshold,
+            activation=activation,
+            scale=scale,
+            scale_score=scale_score,
+        )
+        return await loop.run_in_executor(None, call)
+
+    def _resolve_run_parameters(
+        self,
+        query: Any,
+        documents: Any,
+        top_k: int | None,
+        score_threshold: float | None,
+        activation: str | None,
+        scale: float | None,
+        scale_score: bool | None,
+    ) -> tuple[int, float | None, str | None, float]:
+        if not isinstance(query, str) or not query.strip():
+            msg = f"query must be a non-empty string, got {query!r}."
+            raise ValueError(msg)
+        if not isinstance(documents, list) or not all(isinstance(doc, Document) for doc in documents):
+            msg = "documents must be a list of haystack Document objects."
+            raise TypeError(msg)
+        if top_k is not None and top_k <= 0:
+            msg = f"top_k must be > 0, got {top_k}. Pass a positive number of documents to return."
+            raise ValueError(msg)
+        if activation is not None:
+            validate_activation(activation)
+        if scale_score is not None:
+            if activation is not None and activation != _activation_of(scale_score):
+                msg = f"scale_score={scale_score} contradicts activation={activation!r}; pass only one of them."
+                raise ValueError(msg)
+            activation = _activation_of(scale_score)
+        elif self.activation is None and self.scale_score is not None:
+            activation = activation or _activation_of(self.scale_score)
+        return (
+            self.top_k if top_k is None else top_k,
+            self.score_threshold if score_threshold is None else score_threshold,
+            activation,
+            self.scale if scale is None else validate_scale(scale),
+        )
+
+    def _document_text(self, document: Document) -> str | None:
+        """The text the model sees for a document, or None if there is nothing to score."""
+        meta_values = [
+            str(document.meta[key])
+            for key in self.meta_fields_to_embed
+            if key in document.meta and document.meta[key] is not None
+        ]
+        content = document.content or ""
+        if not content.strip() and not any(value.strip() for value in meta_values):
+            return None
+        return self.document_prefix + self.embedding_separator.join([*meta_values, content]) + self.document_suffix
+
+    def _scoring_units(
+        self, query: str, candidates: list[_Candidate]
+    ) -> tuple[list[_Candidate], dict[str, _Candidate] | None]:
+        """What the model scores: the candidates, or their passages when the ranker splits documents itself."""
+        if not self.split_long_documents:
+            return candidates, None
+        from haystack_integrations.components.preprocessors.crossencoder import split_document
+
+        assert self._scorer is not None
+        tokenizer = self._scorer.tokenizer
+        query_tokens = len(tokenizer(self.query_prefix + query + self.query_suffix, add_special_tokens=False).input_ids)
+        max_tokens = max(_MIN_PASSAGE_TOKENS, self._scorer.max_length - query_tokens - 3)
+        overlap = min(self.passage_overlap_tokens, max_tokens // 2)
+        units: list[_Candidate] = []
+        parents: dict[str, _Candidate] = {}
+        for candidate in candidates:
+            document = candidate.document
+            if document.content is None or _is_passage(document):
+                units.append(candidate)
+                continue
+            parents[document.id] = candidate
+            for passage in split_document(document, tokenizer, max_tokens=max_tokens, overlap_tokens=overlap):
+                units.append(_Candidate(passage, candidate.retrieval_rank, candidate.retrieval_score))
+        return units, parents
+
+    def _score_units(self, query: str, units: list[_Candidate], activation: str, scale: float) -> list[_Scored]:
+        assert self._scorer is not None
+        texts = [self._document_text(unit.document) for unit in units]
+        # Each distinct text is scored once: duplicates cost nothing and always tie exactly.
+        distinct = list(dict.fromkeys(text for text in texts if text is not None))
+        logits = self._scorer.logits(
+            self.query_prefix + query + self.query_suffix, distinct, show_progress_bar=self.show_progress_bar
+        )
+        score_of = dict(zip(distinct, apply_activation(logits, activation, scale).tolist(), strict=True))
+        scores = [None if text is None else score_of[text] for text in texts]
+        return [
+            _Scored(unit.document, score, unit.retrieval_rank, unit.retrieval_score)
+            for unit, score in zip(units, scores, strict=True)
+        ]
+
+
+def _activation_of(scale_score: bool) -> str:
+    return "sigmoid" if scale_score else "identity"
+
+
+def _is_passage(document: Document) -> bool:
+    return document.meta.get("source_id") is not None
+
+
+def _deduplicate(documents: list[Document]) -> list[_Candidate]:
+    """Keep one document per id (the one with the best retrieval score), in order of first appearance."""
+    best: dict[str, Document] = {}
+    for document in documents:
+        kept = best.get(document.id)
+        if kept is None or (document.score is not None and (kept.score is None or document.score > kept.score)):
+            best[document.id] = document
+    return [
+        _Candidate(
+            document, document.meta.get("retrieval_rank", rank), document.meta.get("retrieval_score", document.score)
+        )
+        for rank, document in enumerate(best.values(), start=1)
+    ]
+
+
+def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate], aggregation: str) -> list[_Scored]:
+    """Group passages by `source_id` and give each parent the aggregate of its passages' scores."""
+    groups: dict[str, list[_Scored]] = {}
+    results: list[_Scored | str] = []  # a str marks where a parent group first appeared
+    for item in scored:
+        source_id = item.document.meta.get("source_id")
+        if source_id is None:
+            results.append(item)
+            continue
+        if source_id not in groups:
+            groups[source_id] = []
+            results.append(source_id)
+        groups[source_id].append(item)
+
+    aggregated: list[_Scored] = []
+    for entry in results:
+        if isinstance(entry, _Scored):
+            aggregated.append(entry)
+            continue
+        passages = sorted(groups[entry], key=lambda p: p.document.meta.get("passage_index", 0))
+        with_scores = [p for p in passages if p.score is not None]
+        parent = parents.get(entry)
+        parent_document = parent.document if parent is not None else _rebuild_parent(entry, passages)
+        if not with_scores:
+            aggregated.append(_Scored(parent_document, None, passages[0].retrieval_rank, passages[0].retrieval_score))
+            continue
+        best = max(with_scores, key=lambda p: p.score)  # type: ignore[arg-type, return-value]
+        score = aggregate_scores([p.score for p in with_scores], aggregation)  # type: ignore[misc]
+        meta = {
+            **parent_document.meta,
+            "best_passage": best.document.content,
+            "best_passage_index": best.document.meta.get("passage_index"),
+            "best_passage_start": best.document.meta.get("split_idx_start"),
+            "best_passage_end": best.document.meta.get("split_idx_end"),
+            "best_passage_score": best.score,
+            "passages_scored": len(with_scores),
+        }
+        retrieval_scores = [p.retrieval_score for p in passages if p.retrieval_score is not None]
+        aggregated.append(
+            _Scored(
+                replace(parent_document, meta=meta),
+                score,
+                min(p.retrieval_rank for p in passages),
+                max(retrieval_scores) if retrieval_scores else None,
+            )
+        )
+    return aggregated
+
+
+def _rebuild_parent(source_id: str, passages: list[_Scored]) -> Document:
+    """
+    The parent document of passages that came from a PassageSplitter: content stitched back together from the
+    passages' character offsets (exact when all passages are present), meta without the passage keys.
+    """
+    first = passages[0].document
+    meta = {key: value for key, value in first.meta.items() if key not in _PASSAGE_KEYS}
+    pieces: list[str] = []
+    position = 0
+    complete = first.meta.get("passage_count") in (None, len(passages))
+    for item in passages:
+        start = item.document.meta.get("split_idx_start")
+        end = item.document.meta.get("split_idx_end")
+        text = item.document.content or ""
+        if start is None or end is None or start > position:
+            complete = False
+            pieces.append(" … " + text if pieces else text)
+            continue
+        pieces.append(text[position - start :])
+        position = max(position, end)
+    meta["content_is_complete"] = complete
+    return Document(id=source_id, content="".join(pieces), meta=meta)
+
+
+def _with_scores(item: _Scored) -> Document:
+    meta = {**item.document.meta, "retrieval_rank": item.retrieval_rank}
+    meta.setdefault("retrieval_score", item.retrieval_score)
+    return replace(item.document, score=item.score, meta=meta)
