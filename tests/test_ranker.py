@@ -345,8 +345,12 @@ def test_model_with_several_labels_is_rejected(tmp_path, minilm_tokenizer):
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(
-        vocab_size=minilm_tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=1,
-        intermediate_size=16, num_labels=3,
+        vocab_size=minilm_tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=16,
+        num_labels=3,
     )
     BertForSequenceClassification(config).save_pretrained(tmp_path)
     minilm_tokenizer.save_pretrained(tmp_path)

@@ -10,6 +10,7 @@ from haystack import Document, component, default_from_dict, default_to_dict, lo
 from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
+from haystack_integrations.components.preprocessors.crossencoder import PASSAGE_META_KEYS, split_document
 from haystack_integrations.components.rankers.crossencoder.activations import (
     apply_activation,
     validate_activation,
@@ -21,8 +22,6 @@ from haystack_integrations.components.rankers.crossencoder.scoring import PairSc
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
-# Meta keys that describe a passage's place in its parent; a parent rebuilt from passages drops them.
-_PASSAGE_KEYS = ("source_id", "passage_index", "passage_count", "split_idx_start", "split_idx_end", "page_number")
 _MIN_PASSAGE_TOKENS = 32
 
 
@@ -494,8 +493,6 @@ class CrossEncoderRanker:
         """What the model scores: the candidates, or their passages when the ranker splits documents itself."""
         if not self.split_long_documents:
             return candidates, None
-        from haystack_integrations.components.preprocessors.crossencoder import split_document
-
         assert self._scorer is not None
         tokenizer = self._scorer.tokenizer
         query_tokens = len(tokenizer(self.query_prefix + query + self.query_suffix, add_special_tokens=False).input_ids)
@@ -607,7 +604,7 @@ def _rebuild_parent(source_id: str, passages: list[_Scored]) -> Document:
     passages' character offsets (exact when all passages are present), meta without the passage keys.
     """
     first = passages[0].document
-    meta = {key: value for key, value in first.meta.items() if key not in _PASSAGE_KEYS}
+    meta = {key: value for key, value in first.meta.items() if key not in PASSAGE_META_KEYS}
     pieces: list[str] = []
     position = 0
     complete = first.meta.get("passage_count") in (None, len(passages))

@@ -1,0 +1,45 @@
+"""Running an exported cross-encoder with onnxruntime on the CPU: padded token arrays in, one logit per pair out."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as error:
+        msg = "backend='onnx' needs onnxruntime: pip install 'crossencoder-haystack[onnx]'."
+        raise ImportError(msg) from error
+    return onnxruntime
+
+
+class OnnxForward:
+    """
+    An onnxruntime session for one model file. `session.run` is thread-safe, so one session serves every thread.
+
+    :param model_file: The `.onnx` file.
+    :param num_threads: Threads for one inference (`intra_op_num_threads`); `None` lets onnxruntime use one per
+        physical core.
+    """
+
+    def __init__(self, model_file: str | Path, num_threads: int | None = None) -> None:
+        ort = _import_onnxruntime()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Without this, onnxruntime keeps an arena per input shape; every new sequence length grows memory.
+        options.enable_cpu_mem_arena = False
+        if num_threads is not None:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        self.model_file = Path(model_file)
+        self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        self.input_names = [node.name for node in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits of shape (batch, num_labels) for padded `input_ids`, `attention_mask`, `token_type_ids`."""
+        feeds = {name: batch[name] for name in self.input_names}
+        return np.asarray(self.session.run([self.output_name], feeds)[0], dtype=np.float32)

@@ -1,0 +1,137 @@
+"""Token ids of (query, document) pairs with the query tokenized once per request, not once per pair.
+
+A Hugging Face tokenizer encodes a pair by tokenizing each side on its own, truncating, then wrapping both in the
+model's special tokens (`[CLS] q [SEP] d [SEP]` for BERT, `<s> q </s></s> d </s>` for RoBERTa). We do the same
+steps ourselves so the query is tokenized once: the special-token layout is read off the tokenizer once
+(`PairTemplate`) and truncation follows the tokenizers library's `longest_first` strategy, which is what
+sentence-transformers' `CrossEncoder` uses. The ids equal `tokenizer(query, text, truncation="longest_first",
+max_length=max_length)` (tested); a tokenizer whose layout cannot be read off falls back to exactly that call.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Two texts that every subword vocabulary keeps as distinct tokens; used only to locate the special tokens.
+_PROBE_FIRST = "a"
+_PROBE_SECOND = "b"
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    """The model inputs of one (query, text) pair, unpadded."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """Where a tokenizer puts its special tokens around a pair, and the token type of each part."""
+
+    prefix: tuple[int, ...]
+    middle: tuple[int, ...]
+    suffix: tuple[int, ...]
+    prefix_types: tuple[int, ...]
+    middle_types: tuple[int, ...]
+    suffix_types: tuple[int, ...]
+    first_type: int
+    second_type: int
+
+    @property
+    def num_special_tokens(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> "PairTemplate | None":
+        """Read the pair layout off `tokenizer` by encoding a probe pair; None if the layout is not a plain one."""
+        first = tokenizer(_PROBE_FIRST, add_special_tokens=False)["input_ids"]
+        second = tokenizer(_PROBE_SECOND, add_special_tokens=False)["input_ids"]
+        pair = tokenizer(_PROBE_FIRST, _PROBE_SECOND, return_token_type_ids=True)
+        ids = list(pair["input_ids"])
+        types = list(pair.get("token_type_ids") or [0] * len(ids))
+        if len(first) != 1 or len(second) != 1 or first == second or ids.count(first[0]) != 1:
+            return None
+        if ids.count(second[0]) != 1:
+            return None
+        i, j = ids.index(first[0]), ids.index(second[0])
+        if not i < j or len(ids) - 2 != tokenizer.num_special_tokens_to_add(pair=True):
+            return None
+        return cls(
+            prefix=tuple(ids[:i]),
+            middle=tuple(ids[i + 1 : j]),
+            suffix=tuple(ids[j + 1 :]),
+            prefix_types=tuple(types[:i]),
+            middle_types=tuple(types[i + 1 : j]),
+            suffix_types=tuple(types[j + 1 :]),
+            first_type=types[i],
+            second_type=types[j],
+        )
+
+    def build(self, first: Sequence[int], second: Sequence[int]) -> EncodedPair:
+        input_ids = [*self.prefix, *first, *self.middle, *second, *self.suffix]
+        token_type_ids = [
+            *self.prefix_types,
+            *([self.first_type] * len(first)),
+            *self.middle_types,
+            *([self.second_type] * len(second)),
+            *self.suffix_types,
+        ]
+        return EncodedPair(input_ids, token_type_ids)
+
+
+def longest_first_lengths(first: int, second: int, budget: int) -> tuple[int, int]:
+    """
+    How many tokens of each side survive `longest_first` truncation to `budget` tokens (special tokens excluded).
+
+    The same arithmetic as the tokenizers library: the longer side is cut first; when both are longer than half
+    the budget each keeps half (the longer one the odd token).
+    """
+    if first + second <= budget:
+        return first, second
+    swapped = first > second
+    shorter, longer = (second, first) if swapped else (first, second)
+    longer = shorter if shorter > budget else max(shorter, budget - shorter)
+    if shorter + longer > budget:
+        shorter = budget // 2
+        longer = shorter + budget % 2
+    return (longer, shorter) if swapped else (shorter, longer)
+
+
+class PairEncoder:
+    """
+    Encodes (query, text) pairs for a cross-encoder with truncation to `max_length` tokens.
+
+    Not thread-safe (fast tokenizers are not): callers serialize calls.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.template = PairTemplate.from_tokenizer(tokenizer)
+
+    def encode(self, query: str, texts: Sequence[str]) -> list[EncodedPair]:
+        """One `EncodedPair` per text, in the order of `texts`."""
+        if not texts:
+            return []
+        if self.template is None:
+            return self._encode_with_tokenizer(query, texts)
+        budget = max(self.max_length - self.template.num_special_tokens, 0)
+        query_ids = self.tokenizer(query, add_special_tokens=False)["input_ids"]
+        text_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        pairs = []
+        for ids in text_ids:
+            keep_query, keep_text = longest_first_lengths(len(query_ids), len(ids), budget)
+            pairs.append(self.template.build(query_ids[:keep_query], ids[:keep_text]))
+        return pairs
+
+    def _encode_with_tokenizer(self, query: str, texts: Sequence[str]) -> list[EncodedPair]:
+        encoded = self.tokenizer(
+            [query] * len(texts),
+            list(texts),
+            truncation="longest_first",
+            max_length=self.max_length,
+            return_token_type_ids=True,
+        )
+        type_ids = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+        return [EncodedPair(list(ids), list(types)) for ids, types in zip(encoded["input_ids"], type_ids, strict=True)]
