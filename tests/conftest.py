@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Loopback fakes of the cloud APIs (Azure AI Inference, Azure OpenAI, Cohere) as fixtures for every test module.
+pytest_plugins = ["tests.cloud_fixtures"]
+
 # Tests must never reach for the Hugging Face hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
