@@ -438,3 +438,25 @@ def test_swapping_the_peer_for_ours_by_changing_only_the_type_line(spread_model_
     ours = loaded.run({"ranker": {"query": "capital", "documents": DOCS}})["ranker"]["documents"]
     assert [d.id for d in ours] == [d.id for d in peer]
     assert [d.score for d in ours] == pytest.approx([d.score for d in peer], abs=1e-6)
+
+
+def test_a_fine_tuned_tiny_model_ranks_the_relevant_document_first(tmp_path, tiny_model_path):
+    """Real ranking behaviour, not plumbing: a tiny cross-encoder fine-tuned for a few seconds on a toy task
+    (fruit documents are relevant, vehicles are not) puts the relevant document first through the ranker."""
+    from crossencoder_haystack.training import train
+    from tests.test_training import FAST, write_toy
+
+    data = write_toy(tmp_path / "pairs.jsonl", "pairs", 48, seed=1)
+    train(data, tmp_path / "model", base_model=tiny_model_path, max_steps=12, batch_size=16, eval_fraction=0, **FAST)
+    documents = [
+        Document(content="truck bus tram", score=0.9),
+        Document(content="car boat plane", score=0.8),
+        Document(content="mango cherry plum", score=0.1),
+        Document(content="ship van bike", score=0.7),
+    ]
+    untrained = CrossEncoderRanker(model=str(tiny_model_path)).run(query="which food is good", documents=documents)
+    trained = CrossEncoderRanker(model=str(tmp_path / "model")).run(query="which food is good", documents=documents)
+    assert trained["documents"][0].content == "mango cherry plum"
+    assert trained["documents"][0].meta["retrieval_rank"] == 3
+    spread = trained["documents"][0].score - trained["documents"][1].score
+    assert spread > untrained["documents"][0].score - untrained["documents"][1].score
