@@ -8,6 +8,9 @@ so we export with `torch.onnx.export` and quantize with onnxruntime directly. Th
     DIR/onnx/model[_O2][_qint8_avx2].onnx   or   DIR/openvino/openvino_model[_qint8_static].xml + .bin
     DIR/crossencoder_export.json            the manifest: per backend, the file to load, max_length, activation
 
+Dynamic int8 computes activation ranges per batch at run time, so an int8 score moves a little (~1e-4 here)
+with the batch the pair lands in; static int8 and float32 do not.
+
 Exporting twice into one directory keeps both files; the manifest points each backend at the latest export
 (pass `model_kwargs={"file_name": "onnx/model.onnx"}` to the ranker to load another one).
 """
@@ -15,6 +18,7 @@ Exporting twice into one directory keeps both files; the manifest points each ba
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,7 +48,12 @@ _DYNAMIC_PRESETS: dict[str, dict[str, Any]] = {
     "avx512_vnni": {"per_channel": True, "reduce_range": False},
     "arm64": {"per_channel": True, "reduce_range": False},
 }
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 _ONNX_OPSET = 17
 
 
@@ -134,7 +143,10 @@ def export_cross_encoder(
         str(model), device="cpu", max_length=max_length, trust_remote_code=trust_remote_code
     )
     if cross_encoder.num_labels != 1:
-        msg = f"Only cross-encoders with one relevance logit (num_labels=1) can be exported, got {cross_encoder.num_labels}."
+        msg = (
+            "Only cross-encoders with one relevance logit (num_labels=1) can be exported, "
+            f"got num_labels={cross_encoder.num_labels}."
+        )
         raise ValueError(msg)
     output = Path(output_dir).expanduser()
     output.mkdir(parents=True, exist_ok=True)
@@ -229,32 +241,41 @@ def _write_model_files(cross_encoder: Any, output: Path) -> None:
 
 
 def _export_onnx(cross_encoder: Any, path: Path) -> Path:
+    """Trace the whole CrossEncoder (transformer and any pooling / dense modules) to ONNX, and check the graph."""
+    import inspect
+
     import torch
 
     model = cross_encoder.transformers_model
-    # The eager attention graph is the one onnxruntime's transformer optimizer recognizes and fuses.
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    model.eval()
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in _forward_inputs(model)]
-    names = [name for name in names if name in cross_encoder.tokenizer.model_input_names]
+    accepted = set(inspect.signature(model.forward).parameters) & set(cross_encoder.tokenizer.model_input_names)
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted]
     sample = cross_encoder.tokenizer(
-        ["a query", "another query"], ["a short document", "a somewhat longer document text"], padding=True,
+        ["a query", "another query"],
+        ["a short document", "a somewhat longer document text"],
+        padding=True,
         return_tensors="pt",
     )
 
-    class LogitsOnly(torch.nn.Module):
+    class ScoresOnly(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.cross_encoder = cross_encoder
 
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs, strict=True))).logits
+            scores = self.cross_encoder(dict(zip(names, inputs, strict=True)))["scores"]
+            return scores.reshape(inputs[0].shape[0], -1)
 
+    # The eager attention graph is the one onnxruntime's transformer optimizer recognizes and fuses.
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Tracing warns about Python conditionals in the attention-mask code and about advanced indexing;
+            # `_check_onnx` runs the graph on other batch sizes and lengths, with padding, against torch.
+            warnings.simplefilter("ignore")
             torch.onnx.export(
-                LogitsOnly(),
+                # In eval mode: the exporter restores the wrapper's mode, recursively, when it is done.
+                ScoresOnly().eval(),
                 tuple(sample[name] for name in names),
                 str(path),
                 input_names=names,
@@ -266,13 +287,35 @@ def _export_onnx(cross_encoder: Any, path: Path) -> Path:
             )
     finally:
         model.set_attn_implementation(previous)
+    _check_onnx(path, cross_encoder, names)
     return path
 
 
-def _forward_inputs(model: Any) -> set[str]:
-    import inspect
+def _check_onnx(path: Path, cross_encoder: Any, names: list[str]) -> None:
+    """Raise if the exported graph's logits differ from torch's on a padded batch of another shape."""
+    import numpy as np
+    import onnxruntime
+    import torch
 
-    return set(inspect.signature(model.forward).parameters)
+    encoded = cross_encoder.tokenizer(
+        ["what does p53 do", "q", "tumour suppressors and apoptosis"],
+        ["p53 is a tumour suppressor " * 12, "short", "apoptosis is programmed cell death"],
+        padding=True,
+        truncation="longest_first",
+        max_length=int(cross_encoder.max_seq_length),
+        return_tensors="pt",
+    )
+    cross_encoder.eval()
+    with torch.inference_mode():
+        expected = cross_encoder({name: encoded[name] for name in names})["scores"].float().reshape(3, -1).numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {name: encoded[name].numpy().astype(np.int64) for name in names})[0]
+    if not np.allclose(got, expected, atol=1e-4, rtol=1e-3):
+        msg = (
+            f"The ONNX export of this model does not reproduce its torch scores (max difference "
+            f"{float(np.abs(got - expected).max()):.2g}); use backend='torch' for it."
+        )
+        raise RuntimeError(msg)
 
 
 def _optimize_onnx(path: Path, config: Any, level: str) -> Path:

@@ -29,8 +29,6 @@ class OnnxForward:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Without this, onnxruntime keeps an arena per input shape; every new sequence length grows memory.
-        options.enable_cpu_mem_arena = False
         if num_threads is not None:
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1

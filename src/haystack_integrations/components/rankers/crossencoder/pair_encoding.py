@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from haystack_integrations.components.rankers.crossencoder.passage_selection import (
+    query_token_weights,
+    select_passage,
+)
+
+TRUNCATIONS: tuple[str, ...] = ("longest_first", "query_window")
+
 # Two texts that every subword vocabulary keeps as distinct tokens; used only to locate the special tokens.
 _PROBE_FIRST = "a"
 _PROBE_SECOND = "b"
@@ -103,26 +110,46 @@ class PairEncoder:
     Encodes (query, text) pairs for a cross-encoder with truncation to `max_length` tokens.
 
     Not thread-safe (fast tokenizers are not): callers serialize calls.
+
+    :param tokenizer: The model's Hugging Face fast tokenizer.
+    :param max_length: Tokens per pair, special tokens included.
+    :param truncation: `"longest_first"` (what the tokenizer and sentence-transformers do) or `"query_window"`:
+        the same lengths, but a text cut short keeps its first `lead_tokens` and then the window of the rest
+        that matches the query best (see `passage_selection`).
+    :param lead_tokens: With `"query_window"`, how many first tokens of a long text are always kept.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(
+        self, tokenizer: Any, max_length: int, truncation: str = "longest_first", lead_tokens: int = 32
+    ) -> None:
+        if truncation not in TRUNCATIONS:
+            msg = f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}."
+            raise ValueError(msg)
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.truncation = truncation
+        self.lead_tokens = lead_tokens
         self.template = PairTemplate.from_tokenizer(tokenizer)
 
     def encode(self, query: str, texts: Sequence[str]) -> list[EncodedPair]:
         """One `EncodedPair` per text, in the order of `texts`."""
         if not texts:
             return []
-        if self.template is None:
+        if self.template is None and self.truncation == "longest_first":
             return self._encode_with_tokenizer(query, texts)
+        if self.template is None:
+            msg = "truncation='query_window' needs a tokenizer whose pair layout can be read off; use 'longest_first'."
+            raise ValueError(msg)
         budget = max(self.max_length - self.template.num_special_tokens, 0)
-        query_ids = self.tokenizer(query, add_special_tokens=False)["input_ids"]
-        text_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        # verbose=False: texts longer than the model's limit are expected here; they are truncated below.
+        query_ids = self.tokenizer(query, add_special_tokens=False, verbose=False)["input_ids"]
+        text_ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        weights = query_token_weights(query_ids, text_ids) if self.truncation == "query_window" else {}
         pairs = []
         for ids in text_ids:
             keep_query, keep_text = longest_first_lengths(len(query_ids), len(ids), budget)
-            pairs.append(self.template.build(query_ids[:keep_query], ids[:keep_text]))
+            kept = select_passage(ids, keep_text, weights, self.lead_tokens) if weights else ids[:keep_text]
+            pairs.append(self.template.build(query_ids[:keep_query], kept))
         return pairs
 
     def _encode_with_tokenizer(self, query: str, texts: Sequence[str]) -> list[EncodedPair]:

@@ -1,17 +1,43 @@
 """The model side of the ranker: (query, texts) -> raw logits, thread-safe, for every backend.
 
-The component only deals with documents; everything about running the model (backend, batching, threads)
-lives here behind one small interface, `PairScorer`.
+The component only deals with documents; everything about running the model (backend, batching, threads, the
+score cache) lives here behind one small interface, `PairScorer`. Every backend runs the same CPU fast path:
+
+1. the query is tokenized once per request and each text once (`PairEncoder`), not every pair as a whole;
+2. pairs are sorted by token length and batched by count or by a token budget, padded per batch (`batching`);
+3. one forward pass per batch on torch, onnxruntime or OpenVINO; logits go back to the input order;
+4. optionally, an LRU cache of logits skips pairs already scored (`score_cache`).
 """
 
+import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from haystack import logging
 
-from haystack_integrations.components.rankers.crossencoder.activations import activation_from_torch_module
-from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
+from haystack_integrations.components.rankers.crossencoder.activations import (
+    ACTIVATIONS,
+    activation_from_torch_module,
+)
+from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder.export import find_exported_model, read_manifest
+from haystack_integrations.components.rankers.crossencoder.model_loading import (
+    ModelNotAvailableError,
+    is_cached_on_hub,
+    load_cross_encoder,
+)
+from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS, PairEncoder
+from haystack_integrations.components.rankers.crossencoder.score_cache import CachingPairScorer, ScoreCache
+
+logger = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
+
+# A model's forward pass: padded `input_ids`, `attention_mask`, `token_type_ids` -> logits (batch, num_labels).
+Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 class PairScorer(Protocol):
@@ -26,21 +52,97 @@ class PairScorer(Protocol):
         ...
 
 
-class TorchPairScorer:
+class TokenizedPairScorer:
     """
-    Scores (query, text) pairs with a sentence-transformers `CrossEncoder` on torch and returns raw logits.
+    Scores (query, text) pairs with any backend's forward pass: query tokenized once, length-sorted batches.
 
-    Calls are serialized with a lock: Hugging Face fast tokenizers raise "Already borrowed" when one
-    tokenizer is used from several threads at once, and on a CPU the model already uses every core.
+    Calls are serialized with a lock: Hugging Face fast tokenizers raise "Already borrowed" when one tokenizer is
+    used from several threads at once, and on a CPU one forward pass already uses every core it is given.
+
+    :param forward: The backend's forward pass.
+    :param tokenizer: The model's Hugging Face fast tokenizer.
+    :param max_length: Tokens per pair (query, text and special tokens); longer pairs are truncated
+        `longest_first`, as sentence-transformers' `CrossEncoder` does.
+    :param declared_activation: The activation the model's configuration declares, if any.
+    :param batch_size: Pairs per batch when `max_tokens_per_batch` is None.
+    :param max_tokens_per_batch: A token budget per batch (padding included); overrides `batch_size`.
+    :param truncation: `"longest_first"` or `"query_window"` (a long text keeps its opening and the window that
+        matches the query best; see `PairEncoder`).
+    """
+
+    def __init__(
+        self,
+        forward: Forward,
+        tokenizer: Any,
+        max_length: int,
+        declared_activation: str | None,
+        batch_size: int = 16,
+        max_tokens_per_batch: int | None = None,
+        truncation: str = "longest_first",
+    ) -> None:
+        self.forward = forward
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.declared_activation = declared_activation
+        self.batch_size = batch_size
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.encoder = PairEncoder(tokenizer, self.max_length, truncation=truncation)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._lock = threading.Lock()
+
+    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
+        """Raw logits, one per text, in the order of `texts`."""
+        result = np.zeros(len(texts), dtype=np.float32)
+        if not texts:
+            return result
+        from tqdm.auto import tqdm
+
+        with self._lock:
+            pairs = self.encoder.encode(query, texts)
+            batches = plan_batches([len(pair.input_ids) for pair in pairs], self.batch_size, self.max_tokens_per_batch)
+            for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not show_progress_bar):
+                output = self.forward(pad_batch([pairs[i] for i in batch], self.pad_token_id))
+                if output.ndim != 2 or output.shape[1] != 1:
+                    msg = (
+                        f"The model returns {tuple(output.shape)[1:]} outputs per pair; a reranker needs a "
+                        "cross-encoder with exactly one relevance logit (num_labels=1)."
+                    )
+                    raise ValueError(msg)
+                result[batch] = output[:, 0]
+        return result
+
+
+class TorchForward:
+    """
+    A sentence-transformers CrossEncoder's forward pass on torch, without gradients: token arrays in, the
+    model's `scores` (its logits, before the activation) out. Works for any module stack, e.g. a
+    sequence-classification head, or a transformer followed by pooling and a dense layer.
+    """
+
+    def __init__(self, cross_encoder: Any, device: str) -> None:
+        import inspect
+
+        self.cross_encoder = cross_encoder.eval()
+        self.device = device
+        accepted = set(inspect.signature(cross_encoder.transformers_model.forward).parameters)
+        self.input_names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features = {name: torch.from_numpy(batch[name]).to(self.device) for name in self.input_names}
+            scores = self.cross_encoder(features)["scores"]
+            return scores.float().reshape(len(batch["input_ids"]), -1).cpu().numpy()
+
+
+class PredictPairScorer:
+    """
+    Scores pairs with `CrossEncoder.predict`: for cross-encoders the fast path does not cover (e.g. ones with
+    prompts or a non-classification architecture). Calls are serialized with a lock, like `TokenizedPairScorer`.
     """
 
     def __init__(self, cross_encoder: Any, batch_size: int) -> None:
-        if cross_encoder.num_labels != 1:
-            msg = (
-                f"The model has {cross_encoder.num_labels} outputs per pair; a reranker needs a cross-encoder "
-                "with exactly one relevance logit (num_labels=1)."
-            )
-            raise ValueError(msg)
         self.cross_encoder = cross_encoder
         self.batch_size = batch_size
         self.tokenizer = cross_encoder.tokenizer
@@ -54,10 +156,9 @@ class TorchPairScorer:
             return np.zeros(0, dtype=np.float32)
         from torch.nn import Identity
 
-        pairs = [(query, text) for text in texts]
         with self._lock:
             scores = self.cross_encoder.predict(
-                pairs,
+                [(query, text) for text in texts],
                 batch_size=self.batch_size,
                 activation_fn=Identity(),
                 show_progress_bar=show_progress_bar,
@@ -81,11 +182,83 @@ def load_pair_scorer(
     max_tokens_per_batch: int | None = None,
     cache_size: int = 0,
     num_threads: int | None = None,
+    truncation: str = "longest_first",
 ) -> PairScorer:
-    """Load `model` for `backend` and return a scorer. Raises `ModelNotAvailableError` if it cannot be had."""
-    if backend != "torch":
-        msg = f"backend={backend!r} is not available yet; use backend='torch'."
+    """
+    Load `model` for `backend` and return a scorer.
+
+    `backend="torch"` loads a sentence-transformers CrossEncoder. `"onnx"` and `"openvino"` load a directory
+    written by `export_cross_encoder` / `rerank export` (the file its manifest names, or
+    `model_kwargs["file_name"]`); a directory without such a file raises an error that gives the export command.
+
+    `truncation="query_window"` lets a long text keep its opening and the window that matches the query best
+    instead of only its first tokens (see `PairEncoder`); it applies to every backend but the `CrossEncoder.predict`
+    fallback.
+
+    `num_threads` on torch calls `torch.set_num_threads`, which is process-global: it changes the thread count of
+    every torch model in the process. onnxruntime and OpenVINO set it per loaded model.
+
+    :raises ModelNotAvailableError: If the model (or its exported file) cannot be had.
+    :raises ValueError: If `backend` is unknown or the model has more than one output logit.
+    """
+    if backend not in BACKENDS:
+        msg = f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}."
         raise ValueError(msg)
+    if truncation not in TRUNCATIONS:
+        msg = f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}."
+        raise ValueError(msg)
+    if backend == "torch":
+        scorer, identity = _load_torch_scorer(
+            model,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            token=token,
+            trust_remote_code=trust_remote_code,
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+            config_kwargs=config_kwargs,
+            max_tokens_per_batch=max_tokens_per_batch,
+            num_threads=num_threads,
+            truncation=truncation,
+        )
+    else:
+        scorer, identity = _load_exported_scorer(
+            model,
+            backend=backend,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+            max_tokens_per_batch=max_tokens_per_batch,
+            num_threads=num_threads,
+            truncation=truncation,
+        )
+    if cache_size > 0:
+        return CachingPairScorer(scorer, ScoreCache(cache_size), identity)
+    return scorer
+
+
+def _load_torch_scorer(
+    model: str,
+    *,
+    device: str,
+    batch_size: int,
+    max_length: int | None,
+    token: str | None,
+    trust_remote_code: bool,
+    model_kwargs: dict[str, Any] | None,
+    tokenizer_kwargs: dict[str, Any] | None,
+    config_kwargs: dict[str, Any] | None,
+    max_tokens_per_batch: int | None,
+    num_threads: int | None,
+    truncation: str,
+) -> tuple[PairScorer, str]:
+    if num_threads is not None:
+        import torch
+
+        torch.set_num_threads(num_threads)
     cross_encoder = load_cross_encoder(
         model,
         device=device,
@@ -96,4 +269,146 @@ def load_pair_scorer(
         config_kwargs=config_kwargs,
         max_length=max_length,
     )
-    return TorchPairScorer(cross_encoder, batch_size=batch_size)
+    if cross_encoder.num_labels != 1:
+        msg = (
+            f"The model has {cross_encoder.num_labels} outputs per pair; a reranker needs a cross-encoder "
+            "with exactly one relevance logit (num_labels=1)."
+        )
+        raise ValueError(msg)
+    identity = f"torch|{_model_identity_path(model)}|{cross_encoder.max_seq_length}|{truncation}"
+    scorer = TokenizedPairScorer(
+        TorchForward(cross_encoder, device),
+        cross_encoder.tokenizer,
+        max_length=int(cross_encoder.max_seq_length),
+        declared_activation=activation_from_torch_module(cross_encoder.activation_fn),
+        batch_size=batch_size,
+        max_tokens_per_batch=max_tokens_per_batch,
+        truncation=truncation,
+    )
+    if not _fast_path_reproduces_predict(scorer, cross_encoder):
+        logger.warning(
+            "The model {model} prepares its inputs in a way the fast path does not reproduce (e.g. prompts or a "
+            "chat template); scoring with CrossEncoder.predict, without truncation={truncation} and token budgets.",
+            model=model,
+            truncation=truncation,
+        )
+        return PredictPairScorer(cross_encoder, batch_size=batch_size), identity
+    return scorer, identity
+
+
+# Probe pairs: a long text (truncated), a short one, and texts of different lengths in one batch (padding).
+_PROBE_QUERY = "Does the p53 protein regulate apoptosis in tumour cells?"
+_PROBE_TEXTS = ("p53", "The tumour suppressor p53 induces apoptosis after DNA damage. " * 80, "Cells divide.")
+
+
+def _fast_path_reproduces_predict(scorer: TokenizedPairScorer, cross_encoder: Any) -> bool:
+    """
+    Whether our encoding gives the scores `CrossEncoder.predict` gives, checked once at load on probe pairs.
+
+    The fast path tokenizes pairs itself; a model whose sentence-transformers preprocessing adds prompts, chat
+    templates or other modalities would be scored wrongly, so such a model falls back to `predict`.
+    """
+    if not getattr(cross_encoder.tokenizer, "is_fast", False) or scorer.encoder.template is None:
+        return False
+    if getattr(cross_encoder, "prompts", None) or getattr(cross_encoder, "default_prompt_name", None):
+        return False
+    try:
+        ours = PairEncoder(scorer.tokenizer, scorer.max_length).encode(_PROBE_QUERY, _PROBE_TEXTS)
+        fast = np.concatenate([scorer.forward(pad_batch([pair], scorer.pad_token_id))[:, 0] for pair in ours])
+        reference = PredictPairScorer(cross_encoder, batch_size=len(_PROBE_TEXTS)).logits(_PROBE_QUERY, _PROBE_TEXTS)
+    except Exception as error:  # any failure of the fast path means: use predict
+        logger.debug("Fast path probe failed: {error}", error=error)
+        return False
+    return bool(np.allclose(fast, reference, atol=1e-4, rtol=1e-4))
+
+
+def _load_exported_scorer(
+    model: str,
+    *,
+    backend: str,
+    device: str,
+    batch_size: int,
+    max_length: int | None,
+    model_kwargs: dict[str, Any] | None,
+    tokenizer_kwargs: dict[str, Any] | None,
+    max_tokens_per_batch: int | None,
+    num_threads: int | None,
+    truncation: str,
+) -> tuple[PairScorer, str]:
+    from transformers import AutoTokenizer
+
+    if not device.startswith("cpu"):
+        logger.warning(
+            "backend={backend} runs on the CPU; device {device} is not used.", backend=backend, device=device
+        )
+    directory = _local_model_directory(model)
+    model_file = find_exported_model(directory, backend, (model_kwargs or {}).get("file_name"))
+    recorded = read_manifest(directory).get(backend)
+    if backend == "onnx":
+        from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+
+        forward: Forward = OnnxForward(model_file, num_threads=num_threads)
+    else:
+        from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward
+
+        forward = OpenVinoForward(model_file, num_threads=num_threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), **(tokenizer_kwargs or {}))
+    resolved_max_length = max_length or (
+        recorded.max_length if recorded else _configured_max_length(directory, tokenizer)
+    )
+    declared_activation = recorded.activation if recorded else _configured_activation(directory)
+    scorer = TokenizedPairScorer(
+        forward,
+        tokenizer,
+        max_length=resolved_max_length,
+        declared_activation=declared_activation,
+        batch_size=batch_size,
+        max_tokens_per_batch=max_tokens_per_batch,
+        truncation=truncation,
+    )
+    identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{truncation}"
+    return scorer, identity
+
+
+def _local_model_directory(model: str) -> Path:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if not path.exists() and is_cached_on_hub(model):
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    msg = (
+        f"Could not load the exported cross-encoder {model!r}: the onnx and openvino backends load a local "
+        "directory written by `rerank export MODEL --backend onnx --output DIR`; pass that DIR as the model."
+    )
+    raise ModelNotAvailableError(msg)
+
+
+def _configured_max_length(directory: Path, tokenizer: Any) -> int:
+    """The max_length sentence-transformers would use for a model directory that has no export manifest."""
+    limits = []
+    sentence_bert_config = directory / "sentence_bert_config.json"
+    if sentence_bert_config.is_file():
+        limits.append(json.loads(sentence_bert_config.read_text(encoding="utf-8")).get("max_seq_length"))
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    config = directory / "config.json"
+    if config.is_file():
+        limits.append(json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings"))
+    usable = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]
+    return usable[0] if usable else 512
+
+
+def _configured_activation(directory: Path) -> str | None:
+    """The activation named in config_sentence_transformers.json (e.g. `torch.nn.modules.activation.Sigmoid`)."""
+    config = directory / "config_sentence_transformers.json"
+    if not config.is_file():
+        return None
+    dotted = json.loads(config.read_text(encoding="utf-8")).get("activation_fn") or ""
+    name = dotted.rsplit(".", 1)[-1].lower()
+    return name if name in ACTIVATIONS else None
+
+
+def _model_identity_path(model: str) -> str:
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model

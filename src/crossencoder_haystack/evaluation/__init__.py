@@ -1,0 +1,49 @@
+"""`rerank evaluate`: quality and latency of retrieve -> rerank, K sweeps and side-by-side rankers.
+
+`evaluate(...)` runs a first stage (BM25, embeddings or a TREC run file) over a test collection, reranks the
+candidates with each ranker at each K, and reports nDCG@10, MRR@10, MAP, first-stage Recall@K, paired significance
+(ranx) and per-query latency; `print_table` and `write_outputs` present the result.
+
+Names are imported on first use, so that `rerank --help` (which imports `evaluation.command`) stays fast.
+"""
+
+import importlib
+from typing import Any
+
+_MODULES = {
+    "EvaluationInterrupted": "sweep",
+    "EvaluationResult": "sweep",
+    "EvaluationRow": "sweep",
+    "evaluate": "sweep",
+    "ranking_at_k": "sweep",
+    "LatencyStats": "latency",
+    "RankerUnderTest": "rankers",
+    "load_ranker": "rankers",
+    "ranker_from_component": "rankers",
+    "print_table": "report",
+    "render_table": "report",
+    "write_outputs": "report",
+}
+
+__all__ = [
+    "EvaluationInterrupted",
+    "EvaluationResult",
+    "EvaluationRow",
+    "LatencyStats",
+    "RankerUnderTest",
+    "evaluate",
+    "load_ranker",
+    "print_table",
+    "ranker_from_component",
+    "ranking_at_k",
+    "render_table",
+    "write_outputs",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,0 +1,133 @@
+"""`rerank evaluate`: parses arguments and calls `crossencoder_haystack.evaluation.evaluate(...)`."""
+
+import argparse
+import sys
+
+EXIT_INTERRUPTED = 130
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        msg = f"--k takes comma-separated positive integers such as 50,100,150, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from error
+    if not ks or any(k <= 0 for k in ks):
+        msg = f"--k takes comma-separated positive integers such as 50,100,150, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return ks
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `evaluate` sub-command."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Measure quality and latency of retrieve -> rerank for several rankers and K.",
+        description=(
+            "Retrieve candidates with a first stage, rerank them with each --ranker at each --k, and report "
+            "nDCG@10, MRR@10, MAP, first-stage Recall@K, paired significance and latency per query. Scores are "
+            "cached on disk, so a repeated or interrupted run resumes. Ctrl-C prints the table so far."
+        ),
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        required=True,
+        help="A BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a CSV/JSONL of judged rows "
+        "(query, document, grade) together with --corpus.",
+    )
+    data.add_argument("--corpus", help="The corpus file (.jsonl or .csv) that judged rows refer to.")
+    data.add_argument("--split", default="test", help="The BEIR qrels split (default: test).")
+    data.add_argument("--max-queries", type=int, help="Evaluate a seeded sample of this many judged queries.")
+
+    stages = parser.add_argument_group("first stage and rankers")
+    stages.add_argument(
+        "--first-stage",
+        default="bm25",
+        help="bm25 (default), embedding, or a TREC run file of candidates (qid Q0 docid rank score tag).",
+    )
+    stages.add_argument(
+        "--embedding-model",
+        help="A local sentence-transformers model for --first-stage embedding (default: bundled all-MiniLM-L6-v2).",
+    )
+    stages.add_argument(
+        "--ranker",
+        action="append",
+        dest="rankers",
+        metavar="RANKER",
+        help="Repeatable: a cross-encoder model directory, a Haystack YAML file with a ranker component or "
+        "pipeline (file.yaml#component to pick one), or none (first stage only). Default: none.",
+    )
+    stages.add_argument("--k", type=_ks, default=[50, 100, 150], help="Candidates to rerank, e.g. 50,100,150.")
+    stages.add_argument(
+        "--split-long-documents",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Model-directory rankers: score long documents by passages.",
+    )
+    stages.add_argument("--aggregation", help="Model-directory rankers: max, mean, first, sum or topN_mean.")
+    stages.add_argument("--batch-size", type=int, help="Model-directory rankers: pairs per forward pass.")
+    stages.add_argument("--max-length", type=int, help="Model-directory rankers: max tokens of query + document.")
+    stages.add_argument("--backend", choices=("torch", "onnx", "openvino"), help="Model-directory rankers.")
+    stages.add_argument("--num-threads", type=int, help="Model-directory rankers: CPU threads for the model.")
+
+    run = parser.add_argument_group("measurement and output")
+    run.add_argument(
+        "--latency-queries",
+        type=int,
+        default=10,
+        help="Time each ranker at each K on a seeded sample of this many queries (default 10; 0 = no timing).",
+    )
+    run.add_argument(
+        "--stat-test",
+        choices=("student", "fisher"),
+        default="student",
+        help="Paired significance test: student (two-sided paired t-test, default, reproducible) or fisher "
+        "(randomization test; ranx's implementation gives slightly different p-values from run to run).",
+    )
+    run.add_argument("--max-p", type=float, default=0.05, help="Significance level (default 0.05).")
+    run.add_argument("--seed", type=int, default=42, help="Seeds the query samples and the randomization test.")
+    run.add_argument("--output", help="Write results.json, TREC run files and quality_vs_latency.png here.")
+    run.add_argument("--cache-dir", help="Where scores and corpus embeddings are cached (default: user cache).")
+    run.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
+    parser.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from crossencoder_haystack.evaluation import EvaluationInterrupted, evaluate, print_table
+
+    try:
+        result = evaluate(
+            args.dataset,
+            split=args.split,
+            corpus=args.corpus,
+            first_stage=args.first_stage,
+            rankers=args.rankers or ["none"],
+            ks=args.k,
+            max_queries=args.max_queries,
+            latency_queries=args.latency_queries,
+            output=args.output,
+            cache_dir=args.cache_dir,
+            seed=args.seed,
+            embedding_model=args.embedding_model,
+            split_long_documents=args.split_long_documents,
+            aggregation=args.aggregation,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            backend=args.backend,
+            num_threads=args.num_threads,
+            stat_test=args.stat_test,
+            max_p=args.max_p,
+            show_progress=not args.no_progress,
+        )
+    except EvaluationInterrupted as interrupted:
+        print_table(interrupted.partial)
+        print("Interrupted: the table covers the queries completed so far.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as error:
+        print(f"rerank evaluate: error: {error}", file=sys.stderr)
+        return 2
+    print_table(result)
+    if args.output:
+        print(f"Wrote results.json, run files and the plot to {args.output} ({result.wall_seconds:.0f} s in all).")
+    return 0

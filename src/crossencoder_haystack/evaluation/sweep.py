@@ -1,0 +1,522 @@
+"""`evaluate(...)`: quality and latency of retrieve -> rerank on a test collection, for several rankers and K.
+
+What it costs, and how that is kept small on a CPU:
+- each query's candidates are retrieved once, at the largest K, and each ranker scores them once: a document's
+  score does not depend on K, so the ranking at a smaller K is the first-stage top K re-sorted by those scores
+  (ties broken by first-stage rank), exactly what running the ranker on K candidates returns;
+- latency is measured apart from quality, by running each ranker on K candidates for a seeded sample of queries;
+- scores go to an on-disk cache keyed by ranker identity, query and document, so a repeated or interrupted run
+  resumes where it stopped.
+"""
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from haystack import Document
+
+from crossencoder_haystack.data import BeirDataset, load_dataset
+from crossencoder_haystack.evaluation.environment import describe_environment
+from crossencoder_haystack.evaluation.fingerprints import document_fingerprint
+from crossencoder_haystack.evaluation.first_stage import FirstStage, RunFileFirstStage, build_first_stage
+from crossencoder_haystack.evaluation.latency import LatencyStats
+from crossencoder_haystack.evaluation.metrics import (
+    QUALITY_METRICS,
+    STAT_TESTS,
+    Comparison,
+    compare_rankings,
+    evaluate_rankings,
+)
+from crossencoder_haystack.evaluation.rankers import RankerUnderTest, load_ranker, with_unique_names
+from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, ScoreCache, default_cache_dir
+
+Scores = dict[str, float | None]
+"""Document id -> a ranker's score; None = the ranker dropped the document, -inf = returned without a score."""
+
+_WARM_UP_DOCUMENTS = 4
+
+
+@dataclass
+class EvaluationRow:
+    """
+    One row of the results: a ranker at one K, or the first stage alone (at the largest K).
+
+    :param name: The ranker's (or first stage's) name.
+    :param k: How many first-stage candidates the ranker reordered.
+    :param letter: The row's letter in significance superscripts.
+    :param metrics: `ndcg@10`, `mrr@10`, `map` (over the K ranked documents) and `recall@K` of the first stage.
+    :param significance: Metric -> letters of the rows this row beats significantly.
+    :param latency: Per-query latency of this stage at K (the first stage's row: retrieval latency).
+    :param is_first_stage: Whether this is the first stage's reference row.
+    :param rankings: Query id -> [(document id, score), ...] best first (the run written to a TREC file).
+    """
+
+    name: str
+    k: int
+    letter: str
+    metrics: dict[str, float]
+    significance: dict[str, str]
+    latency: LatencyStats | None
+    is_first_stage: bool
+    rankings: dict[str, list[tuple[str, float]]] = field(repr=False)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}@{self.k}"
+
+    @property
+    def recall(self) -> float:
+        """Recall@K of the first stage: the ceiling any ranker at this K can reach."""
+        return self.metrics[f"recall@{self.k}"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "k": self.k,
+            "letter": self.letter,
+            "first_stage": self.is_first_stage,
+            "metrics": self.metrics,
+            "significantly_better_than": self.significance,
+            "latency": None if self.latency is None else self.latency.to_dict(),
+        }
+
+
+@dataclass
+class EvaluationResult:
+    """Everything `evaluate` measured; `to_dict()` is what results.json holds."""
+
+    dataset: dict[str, Any]
+    first_stage: dict[str, Any]
+    rankers: list[dict[str, Any]]
+    ks: list[int]
+    rows: list[EvaluationRow]
+    queries: dict[str, Any]
+    comparison: Comparison
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    complete: bool
+    wall_seconds: float
+
+    def row(self, name: str, k: int | None = None) -> EvaluationRow:
+        """The row of ranker (or first stage) `name` at `k` (any K if there is one row for it)."""
+        for row in self.rows:
+            if row.name == name and (k is None or row.k == k):
+                return row
+        msg = f"no row for {name!r} at k={k}; rows: {', '.join(row.run_name for row in self.rows)}."
+        raise KeyError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "complete": self.complete,
+            "wall_seconds": self.wall_seconds,
+            "dataset": self.dataset,
+            "queries": self.queries,
+            "first_stage": self.first_stage,
+            "rankers": self.rankers,
+            "ks": self.ks,
+            "settings": self.settings,
+            "rows": [row.to_dict() for row in self.rows],
+            "significance": {
+                "stat_test": self.comparison.stat_test,
+                "max_p": self.comparison.max_p,
+                "letters": self.comparison.letters,
+                "p_values": self.comparison.p_values,
+            },
+            "environment": self.environment,
+        }
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C while scoring; `partial` is the result over the queries completed until then."""
+
+    def __init__(self, partial: EvaluationResult) -> None:
+        super().__init__("evaluation interrupted")
+        self.partial = partial
+
+
+def ranking_at_k(candidates: Sequence[str], scores: Mapping[str, float | None], k: int) -> list[tuple[str, float]]:
+    """
+    The ranking a ranker returns for the first `k` candidates, from scores computed once at a larger K.
+
+    :param candidates: First-stage document ids, best first.
+    :param scores: Document id -> the ranker's score (None = dropped by the ranker).
+    :param k: How many candidates the ranker gets.
+    :returns: [(document id, score), ...] sorted by score, ties by first-stage rank; dropped documents left out.
+    """
+    kept = [
+        (doc_id, float(score), rank)
+        for rank, doc_id in enumerate(candidates[:k])
+        if (score := scores.get(doc_id)) is not None
+    ]
+    kept.sort(key=lambda item: (-item[1], item[2]))
+    return [(doc_id, score) for doc_id, score, _ in kept]
+
+
+def _validated_ks(ks: Sequence[int]) -> list[int]:
+    if isinstance(ks, int):
+        ks = [ks]
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k <= 0 for k in ks):
+        msg = f"ks must be positive integers (e.g. [50, 100, 150]), got {ks!r}."
+        raise ValueError(msg)
+    return sorted(set(ks))
+
+
+def _sample(query_ids: list[str], size: int | None, seed: int | str) -> list[str]:
+    """A seeded sample of `size` ids, kept in their original order (all of them if size is None or larger)."""
+    if size is None or size >= len(query_ids):
+        return list(query_ids)
+    chosen = set(random.Random(seed).sample(range(len(query_ids)), size))
+    return [query_id for index, query_id in enumerate(query_ids) if index in chosen]
+
+
+@dataclass
+class _Timings:
+    seconds: list[float] = field(default_factory=list)
+    documents: list[int] = field(default_factory=list)
+
+    def add(self, seconds: float, documents: int) -> None:
+        self.seconds.append(seconds)
+        self.documents.append(documents)
+
+    def stats(self) -> LatencyStats | None:
+        return LatencyStats.from_timings(self.seconds, self.documents)
+
+
+class _QueryScorer:
+    """Scores one query's candidates with one ranker, through the cache, timing sampled queries at every K."""
+
+    def __init__(self, ranker: RankerUnderTest, cache: ScoreCache, ks: list[int]) -> None:
+        self.ranker = ranker
+        self.cache = cache
+        self.ks = ks
+        self.timings = {k: _Timings() for k in ks}
+        self._latency_warmed_up = False
+
+    def score(self, query: str, candidates: list[Document], timed: bool) -> Scores:
+        fingerprints = {doc.id: document_fingerprint(doc) for doc in candidates}
+        fresh: Scores = {}
+        if timed:
+            if not self._latency_warmed_up:
+                self.ranker.score(query, candidates[:_WARM_UP_DOCUMENTS])
+                self._latency_warmed_up = True
+            for k in self.ks:
+                scores, seconds = self.ranker.timed_score(query, candidates[:k])
+                self.timings[k].add(seconds, min(k, len(candidates)))
+                fresh.update(scores)
+        cached = self.cache.get(self.ranker.identity, query, list(fingerprints.values()))
+        missing = [doc for doc in candidates if fingerprints[doc.id] not in cached and doc.id not in fresh]
+        if missing:
+            fresh.update(self.ranker.score(query, missing))
+        new = {fingerprints[doc_id]: score for doc_id, score in fresh.items() if fingerprints[doc_id] not in cached}
+        if new:
+            self.cache.put(self.ranker.identity, query, new)
+        return {doc.id: cached.get(fingerprints[doc.id], fresh.get(doc.id)) for doc in candidates}
+
+
+def evaluate(
+    dataset: str | Path | BeirDataset,
+    *,
+    split: str = "test",
+    corpus: str | Path | None = None,
+    first_stage: str = "bm25",
+    rankers: Sequence[str | Path | RankerUnderTest] = ("none",),
+    ks: Sequence[int] = (50, 100, 150),
+    max_queries: int | None = None,
+    latency_queries: int = 10,
+    output: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    seed: int = 42,
+    embedding_model: str | Path | None = None,
+    split_long_documents: bool | None = None,
+    aggregation: str | None = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    backend: str | None = None,
+    num_threads: int | None = None,
+    stat_test: str = "student",
+    max_p: float = 0.05,
+    show_progress: bool = True,
+) -> EvaluationResult:
+    """
+    Measure retrieve -> rerank: nDCG@10, MRR@10, MAP and first-stage Recall@K per ranker and K, paired
+    significance between all of them, and per-query latency at each K.
+
+    Usage example:
+
+    ```python
+    from crossencoder_haystack.evaluation import evaluate, print_table
+
+    result = evaluate("/data/scifact", first_stage="bm25", rankers=["/models/my-cross-encoder"], ks=[50, 100])
+    print_table(result)
+    print(result.row("my-cross-encoder", 50).metrics["ndcg@10"])
+    ```
+
+    :param dataset: A BEIR directory, a judged-rows file (`query, document, grade`; needs `corpus`) or a loaded
+        `BeirDataset`.
+    :param split: The BEIR qrels split.
+    :param corpus: The corpus file for judged rows.
+    :param first_stage: `bm25`, `embedding` or a TREC run file of candidates.
+    :param rankers: Model directories, Haystack YAML files (`file.yaml` or `file.yaml#component`), `none`, or
+        components wrapped with `ranker_from_component(component, name)`.
+    :param ks: How many first-stage candidates the rankers reorder; every K gets its own rows.
+    :param max_queries: Evaluate a seeded sample of this many judged queries (None = all).
+    :param latency_queries: How many of the evaluated queries (a seeded sample) are timed at every K; 0 = none.
+        Timing always runs the rankers (the cache cannot stand in for a measurement).
+    :param output: A directory for results.json, one TREC run file per row and quality_vs_latency.png.
+    :param cache_dir: Where scores and corpus embeddings are cached (default: the user cache directory).
+    :param seed: Seeds the query samples and the randomization test.
+    :param embedding_model: A local sentence-transformers model for `first_stage="embedding"` (default: the
+        bundled all-MiniLM-L6-v2).
+    :param split_long_documents: For model-directory rankers: score long documents by passages.
+    :param aggregation: For model-directory rankers: how passage scores become a document score.
+    :param batch_size: For model-directory rankers: pairs per forward pass.
+    :param max_length: For model-directory rankers: maximum tokens of query plus document.
+    :param backend: For model-directory rankers: `torch`, `onnx` or `openvino`.
+    :param num_threads: For model-directory rankers: CPU threads for the model (None = library default). On a
+        shared or oversubscribed CPU, 1 thread often gives steadier and lower latency.
+    :param stat_test: `student` (two-sided paired t-test, reproducible) or `fisher` (randomization test, whose
+        p-values vary slightly between runs in ranx).
+    :param max_p: Significance level.
+    :param show_progress: Show a progress bar over the queries (on stderr).
+    :returns: The result; also written to `output` if given.
+    :raises EvaluationInterrupted: On Ctrl-C while scoring; its `partial` holds the result so far (and `output`
+        is written from it).
+    :raises ValueError: On invalid arguments.
+    """
+    started = time.perf_counter()
+    ks = _validated_ks(ks)
+    if max_queries is not None and max_queries <= 0:
+        msg = f"max_queries must be > 0 or None (all queries), got {max_queries}."
+        raise ValueError(msg)
+    if latency_queries < 0:
+        msg = f"latency_queries must be >= 0 (0 = no timing), got {latency_queries}."
+        raise ValueError(msg)
+    if stat_test not in STAT_TESTS:
+        msg = f"stat_test must be one of {', '.join(STAT_TESTS)}, got {stat_test!r}."
+        raise ValueError(msg)
+    if not 0 < max_p < 1:
+        msg = f"max_p must be between 0 and 1 (e.g. 0.05), got {max_p}."
+        raise ValueError(msg)
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    data = dataset if isinstance(dataset, BeirDataset) else load_dataset(dataset, split, corpus)
+
+    judged = data.judged_query_ids()
+    query_ids = _sample(judged, max_queries, seed)
+    timed_ids = set(_sample(query_ids, latency_queries, f"{seed}-latency"))
+    options = {
+        "split_long_documents": split_long_documents,
+        "aggregation": aggregation,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "backend": backend,
+        "num_threads": num_threads,
+    }
+    under_test = _rankers(rankers, options)
+    stage = build_first_stage(first_stage, data, embedding_model=embedding_model, cache_dir=cache_root)
+    stage.warm_up()
+
+    kmax = ks[-1]
+    candidates: dict[str, list[tuple[str, float]]] = {}
+    scores: dict[str, dict[str, Scores]] = {ranker.name: {} for ranker in under_test}
+    retrieval = _Timings()
+    completed: list[str] = []
+    cache = ScoreCache(cache_root / SCORE_CACHE_FILE)
+    scorers = [_QueryScorer(ranker, cache, ks) for ranker in under_test]
+    try:
+        with _progress_bar(show_progress, len(query_ids)) as advance:
+            for query_id in query_ids:
+                query = data.queries[query_id]
+                start = time.perf_counter()
+                documents = stage.retrieve(query_id, query, kmax)
+                retrieval.add(time.perf_counter() - start, len(documents))
+                for scorer in scorers:
+                    scores[scorer.ranker.name][query_id] = scorer.score(query, documents, query_id in timed_ids)
+                candidates[query_id] = [(doc.id, float(doc.score or 0.0)) for doc in documents]
+                completed.append(query_id)
+                advance()
+    except KeyboardInterrupt:
+        interrupted = True
+    else:
+        interrupted = False
+    finally:
+        cache.close()
+
+    result = _result(
+        data=data,
+        split=split,
+        stage=stage,
+        under_test=under_test,
+        scorers=scorers,
+        ks=ks,
+        completed=completed,
+        candidates=candidates,
+        scores=scores,
+        retrieval=None if isinstance(stage, RunFileFirstStage) else retrieval,
+        queries={
+            "judged": len(judged),
+            "evaluated": len(completed),
+            "planned": len(query_ids),
+            "latency_sample": len(timed_ids),
+            "skipped_without_relevant_judgements": len(data.unjudged_query_ids()),
+            "skipped_without_text": len(data.queries_without_text()),
+            "without_candidates": sum(1 for query_id in completed if not candidates[query_id]),
+        },
+        stat_test=stat_test,
+        max_p=max_p,
+        seed=seed,
+        settings={
+            "first_stage": first_stage,
+            "ks": ks,
+            "max_queries": max_queries,
+            "latency_queries": latency_queries,
+            "seed": seed,
+            "cache_dir": str(cache_root),
+            "ranker_options": {name: value for name, value in options.items() if value is not None},
+        },
+        complete=not interrupted,
+        wall_seconds=0.0,
+    )
+    result.wall_seconds = time.perf_counter() - started
+    if output is not None:
+        from crossencoder_haystack.evaluation.report import write_outputs
+
+        write_outputs(result, output)
+    if interrupted:
+        raise EvaluationInterrupted(result)
+    return result
+
+
+def _rankers(rankers: Sequence[str | Path | RankerUnderTest], options: dict[str, Any]) -> list[RankerUnderTest]:
+    if isinstance(rankers, (str, Path, RankerUnderTest)):
+        rankers = [rankers]
+    loaded = [each if isinstance(each, RankerUnderTest) else load_ranker(str(each), options) for each in rankers]
+    return with_unique_names([ranker for ranker in loaded if ranker is not None])
+
+
+@contextmanager
+def _progress_bar(show: bool, total: int) -> Iterator[Callable[[], None]]:
+    """A rich progress bar over the queries on stderr; yields the function that advances it."""
+    if not show:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("[bold]queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task("queries", total=total)
+        yield lambda: progress.advance(task)
+
+
+def _result(
+    *,
+    data: BeirDataset,
+    split: str,
+    stage: FirstStage,
+    under_test: list[RankerUnderTest],
+    scorers: list[_QueryScorer],
+    ks: list[int],
+    completed: list[str],
+    candidates: dict[str, list[tuple[str, float]]],
+    scores: dict[str, dict[str, Scores]],
+    retrieval: _Timings | None,
+    queries: dict[str, Any],
+    stat_test: str,
+    max_p: float,
+    seed: int,
+    settings: dict[str, Any],
+    complete: bool,
+    wall_seconds: float,
+) -> EvaluationResult:
+    kmax = ks[-1]
+    first_stage_ids = {query_id: [doc_id for doc_id, _ in candidates[query_id]] for query_id in completed}
+    recall = {k: evaluate_rankings(data.qrels, completed, first_stage_ids, [f"recall@{k}"])[f"recall@{k}"] for k in ks}
+
+    rows = [
+        _row(
+            stage.name,
+            kmax,
+            {query_id: list(candidates[query_id]) for query_id in completed},
+            None if retrieval is None else retrieval.stats(),
+            is_first_stage=True,
+        )
+    ]
+    for scorer in scorers:
+        name = scorer.ranker.name
+        for k in ks:
+            rankings = {
+                query_id: ranking_at_k(first_stage_ids[query_id], scores[name][query_id], k) for query_id in completed
+            }
+            rows.append(_row(name, k, rankings, scorer.timings[k].stats(), is_first_stage=False))
+
+    runs = {row.run_name: {q: [doc_id for doc_id, _ in ranking] for q, ranking in row.rankings.items()} for row in rows}
+    comparison = compare_rankings(data.qrels, completed, runs, QUALITY_METRICS, stat_test, max_p, seed)
+    for row in rows:
+        row.letter = comparison.letters[row.run_name]
+        row.significance = comparison.superscripts[row.run_name]
+        row.metrics = evaluate_rankings(data.qrels, completed, runs[row.run_name], QUALITY_METRICS)
+        row.metrics[f"recall@{row.k}"] = recall[row.k]
+
+    missing = data.missing_documents()
+    return EvaluationResult(
+        dataset={
+            "name": data.name,
+            "source": data.source,
+            "split": split,
+            "corpus_documents": len(data.corpus),
+            "judged_documents_missing_from_corpus": sum(len(doc_ids) for doc_ids in missing.values()),
+            "missing_documents": missing,
+        },
+        first_stage={"name": stage.name, **stage.describe()},
+        rankers=[
+            {
+                "name": ranker.name,
+                "spec": ranker.spec,
+                "model": ranker.model,
+                "backend": ranker.backend,
+                "identity": ranker.identity,
+                "model_calls": ranker.model_calls,
+                "settings": ranker.settings,
+            }
+            for ranker in under_test
+        ],
+        ks=ks,
+        rows=rows,
+        queries=queries,
+        comparison=comparison,
+        environment=describe_environment(),
+        settings=settings,
+        complete=complete,
+        wall_seconds=wall_seconds,
+    )
+
+
+def _row(
+    name: str,
+    k: int,
+    rankings: dict[str, list[tuple[str, float]]],
+    latency: LatencyStats | None,
+    *,
+    is_first_stage: bool,
+) -> EvaluationRow:
+    return EvaluationRow(
+        name=name,
+        k=k,
+        letter="",
+        metrics={},
+        significance={},
+        latency=latency,
+        is_first_stage=is_first_stage,
+        rankings=rankings,
+    )

@@ -1,0 +1,104 @@
+"""`rerank serve`: run the rerank service (Cohere v1/v2 and TEI rerank APIs) for one cross-encoder."""
+
+import argparse
+
+from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
+
+_DEFAULTS = ServiceLimits()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the `serve` sub-command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="Serve a cross-encoder over HTTP with the Cohere v2 and text-embeddings-inference rerank APIs.",
+        description=(
+            "Serve a cross-encoder over HTTP. POST /v2/rerank (and /v1/rerank) speak Cohere's rerank API, "
+            "POST /rerank text-embeddings-inference's; GET /health, /info and /metrics (Prometheus) need no key."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="A local cross-encoder directory.")
+    parser.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
+    parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default: %(default)s).")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default: %(default)s).")
+    parser.add_argument(
+        "--api-key-env",
+        default=DEFAULT_API_KEY_ENV,
+        help="Environment variable holding the API key clients send as 'Authorization: Bearer <key>'; "
+        "if it is unset, no key is required (default: %(default)s).",
+    )
+    parser.add_argument("--max-length", type=int, default=None, help="Tokens of query plus passage per pair.")
+    parser.add_argument("--batch-size", type=int, default=16, help="Pairs per forward pass (default: %(default)s).")
+    parser.add_argument(
+        "--num-threads", type=int, default=None, help="CPU threads for the model (default: the library's choice)."
+    )
+    parser.add_argument("--model-name", default=None, help="The model name GET /info reports.")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=_DEFAULTS.batch_window_ms,
+        help="How long the model worker waits for more requests to batch (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--max-queue",
+        type=int,
+        default=_DEFAULTS.max_queue,
+        help="Requests that may wait; more get 429 (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--max-documents",
+        type=int,
+        default=_DEFAULTS.max_documents,
+        help="Documents per request (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--max-document-chars",
+        type=int,
+        default=_DEFAULTS.max_document_chars,
+        help="Characters per document and query (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_DEFAULTS.max_body_bytes,
+        help="Bytes per request body (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        default=_DEFAULTS.request_timeout,
+        help="Seconds per request, queueing included; then 504 (default: %(default)s).",
+    )
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from crossencoder_haystack.serving.server import serve
+
+    try:
+        limits = ServiceLimits(
+            max_documents=args.max_documents,
+            max_document_chars=args.max_document_chars,
+            max_body_bytes=args.max_body_bytes,
+            request_timeout=args.request_timeout,
+            max_queue=args.max_queue,
+            batch_window_ms=args.batch_window_ms,
+        )
+    except ValueError as error:
+        raise SystemExit(f"rerank serve: {error}") from None
+    serve(
+        args.model,
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        api_key_env=args.api_key_env or None,
+        limits=limits,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        num_threads=args.num_threads,
+        model_name=args.model_name,
+        log_level=args.log_level,
+    )
+    return 0

@@ -1,0 +1,93 @@
+"""`serve(...)`: run the rerank service with uvicorn until SIGINT/SIGTERM, then shut down gracefully.
+
+On a shutdown signal uvicorn stops accepting connections and lets in-flight requests finish (for up to
+`request_timeout` seconds plus a little), then the app's lifespan stops the model worker after it has scored
+everything still queued.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from haystack import logging
+from haystack.utils import Secret
+
+from crossencoder_haystack.serving.app import create_app
+from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
+from crossencoder_haystack.serving.served_model import ServedModel
+
+logger = logging.getLogger(__name__)
+
+_SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def serve(
+    model: str | Path,
+    *,
+    backend: Literal["torch", "onnx", "openvino"] = "torch",
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    api_key_env: str | None = DEFAULT_API_KEY_ENV,
+    limits: ServiceLimits | None = None,
+    max_length: int | None = None,
+    batch_size: int = 16,
+    num_threads: int | None = None,
+    model_name: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """
+    Serves `model` over HTTP (Cohere v1/v2 and TEI rerank APIs) until interrupted.
+
+    ```python
+    from crossencoder_haystack.serving import ServiceLimits, serve
+
+    serve("/models/my-cross-encoder", port=8080, limits=ServiceLimits(max_documents=200))
+    ```
+
+    :param model: A local cross-encoder directory.
+    :param backend: `"torch"`, `"onnx"` or `"openvino"`.
+    :param host: The interface to listen on; `0.0.0.0` for every interface.
+    :param port: The TCP port.
+    :param api_key_env: The environment variable holding the API key clients must send as
+        `Authorization: Bearer <key>`. If it is unset (or `api_key_env` is `None`), no key is required.
+    :param limits: Request limits, queue size, batch window and timeout; defaults to `ServiceLimits()`.
+    :param max_length: Tokens of query plus passage the model sees; `None` uses the model's limit.
+    :param batch_size: Pairs per forward pass.
+    :param num_threads: CPU threads for the model; `None` keeps the library default. On a CPU shared with other
+        work, 1 can be several times faster than oversubscribing every core.
+    :param model_name: The model name `GET /info` reports.
+    :param log_level: Uvicorn's log level.
+    :raises ModelNotAvailableError: If the model cannot be loaded.
+    :raises RuntimeError: If the server could not start (e.g. the port is taken).
+    """
+    import uvicorn
+
+    limits = limits or ServiceLimits()
+    api_key = Secret.from_env_var(api_key_env, strict=False) if api_key_env else None
+    if api_key is None or not api_key.resolve_value():
+        logger.warning(
+            "No API key is set ({variable} is empty): the service accepts requests without one.",
+            variable=api_key_env or "api_key_env=None",
+        )
+    served = ServedModel(
+        model,
+        backend=backend,
+        max_length=max_length,
+        batch_size=batch_size,
+        num_threads=num_threads,
+        model_name=model_name,
+    )
+    served.warm_up()  # a missing model fails here, with the loader's explanation, before the port opens
+    app = create_app(served, api_key=api_key, limits=limits)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=int(limits.request_timeout + _SHUTDOWN_GRACE_SECONDS),
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        msg = f"The rerank service did not start on {host}:{port}; see the log above."
+        raise RuntimeError(msg)

@@ -1,0 +1,99 @@
+"""`rerank train` and `rerank mine`: parse arguments and call `train(...)` / `mine_hard_negatives(...)`."""
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` and `mine` sub-commands."""
+    parser = subparsers.add_parser(
+        "train",
+        help="Fine-tune a cross-encoder reranker on pairs, triplets or lists (CSV, TSV, JSONL).",
+        description=(
+            "Fine-tune a cross-encoder reranker. The loss follows the data's shape: pairs (query, document, label) "
+            "-> bce, triplets (query, positive[, negatives]) -> cmnrl, lists (query, documents, labels) -> lambda."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="training data: .csv, .tsv or .jsonl")
+    evaluation = parser.add_mutually_exclusive_group()
+    evaluation.add_argument("--eval", dest="eval_data", help="evaluation data in any of the training formats")
+    evaluation.add_argument(
+        "--eval-fraction", type=float, default=0.1, help="share of queries held out for evaluation (0 = none)"
+    )
+    parser.add_argument("--base-model", help="cross-encoder, bi-encoder or encoder directory (default: bundled MiniLM)")
+    parser.add_argument("--output", required=True, help="directory to save the trained CrossEncoder into")
+    parser.add_argument("--loss", help="bce, cmnrl, lambda or a sentence-transformers cross-encoder loss class name")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
+    parser.add_argument("--head-lr", type=float, default=1e-3, help="scoring-head learning rate")
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
+    parser.add_argument("--max-length", type=int, default=128, help="max tokens per (query, document) pair")
+    parser.add_argument("--max-minutes", type=float, help="stop after this wall-clock budget")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.set_defaults(func=_train)
+
+    parser = subparsers.add_parser(
+        "mine",
+        help="Mine hard negatives for queries with known positives (BEIR dir or data file + corpus).",
+        description="Retrieve each query's top candidates, drop known positives, and write training rows (JSONL).",
+    )
+    parser.add_argument("--queries", required=True, help="BEIR directory, or a pairs/triplets/lists data file")
+    parser.add_argument("--corpus", help="corpus JSONL (_id/id, title, text); not needed for a BEIR directory")
+    parser.add_argument("--split", default="train", help="BEIR qrels split")
+    parser.add_argument("--output", required=True, help="output JSONL")
+    parser.add_argument("--format", dest="output_format", choices=["pairs", "triplets", "lists"], default="triplets")
+    parser.add_argument("--retriever", choices=["embedding", "bm25"], default="embedding")
+    parser.add_argument("--model", help="embedding model directory (default: bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--top-n", type=int, default=20, help="candidates retrieved per query")
+    parser.add_argument("--num-negatives", type=int, default=5)
+    parser.add_argument("--skip-top", type=int, default=0, help="skip this many top candidates")
+    parser.add_argument("--margin", type=float, help="skip candidates scoring within MARGIN of the best positive")
+    parser.add_argument("--sample", choices=["top", "random"], default="top")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.set_defaults(func=_mine)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from crossencoder_haystack.training.trainer import train
+
+    result = train(
+        args.data,
+        args.output,
+        eval_data=args.eval_data,
+        eval_fraction=0.0 if args.eval_data else args.eval_fraction,
+        base_model=args.base_model,
+        loss=args.loss,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        head_learning_rate=args.head_lr,
+        warmup_ratio=args.warmup_ratio,
+        max_length=args.max_length,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+    )
+    return 130 if result.interrupted else 0
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from crossencoder_haystack.training.mining import mine_hard_negatives
+
+    rows = mine_hard_negatives(
+        args.queries,
+        args.corpus,
+        output=args.output,
+        split=args.split,
+        retriever=args.retriever,
+        model=args.model,
+        top_n=args.top_n,
+        num_negatives=args.num_negatives,
+        skip_top=args.skip_top,
+        margin=args.margin,
+        output_format=args.output_format,
+        sample=args.sample,
+        seed=args.seed,
+    )
+    print(f"Wrote {len(rows)} {args.output_format} rows to {args.output}")
+    return 0

@@ -1,0 +1,83 @@
+"""The README.md model card of a fine-tuned reranker: data, loss, hyper-parameters, results and the activation."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from crossencoder_haystack.training.data import TrainingData
+
+_ACTIVATION_WHY = {
+    "sigmoid": "the loss treats logits as log-odds of relevance, so sigmoid gives a 0..1 relevance probability",
+    "identity": "a ranking loss only fixes the order of the logits, so they are used as they are",
+}
+
+
+def write_model_card(
+    output_dir: Path,
+    result: Any,
+    train_data: TrainingData,
+    eval_data: TrainingData | None,
+    hyper_parameters: dict[str, Any],
+) -> Path:
+    """Write `output_dir/README.md` describing how the model was trained and how to use it."""
+    positives, negatives = train_data.label_counts()
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: text-ranking",
+        "tags: [cross-encoder, reranker, haystack, crossencoder-haystack]",
+        "---",
+        "",
+        "# Cross-encoder reranker fine-tuned with `rerank train`",
+        "",
+        "## Use it",
+        "",
+        "```python",
+        "from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker",
+        "",
+        f'ranker = CrossEncoderRanker(model="{output_dir}")  # applies the saved activation: {result.activation}',
+        "ranker.warm_up()",
+        'ranker.run(query="...", documents=documents)',
+        "```",
+        "",
+        f"Activation: **{result.activation}** ({_ACTIVATION_WHY[result.activation]}). It is saved as `activation_fn` "
+        "in `config_sentence_transformers.json`, so `CrossEncoder(path).predict` and `CrossEncoderRanker` apply it.",
+        "",
+        "## Training data",
+        "",
+        f"- path: `{train_data.source}`",
+        f"- shape: {train_data.shape}; rows: {len(train_data)}; queries: {len(train_data.queries)}",
+        f"- labelled documents: {positives} positive, {negatives} negative",
+    ]
+    if eval_data is not None:
+        lines.append(f"- evaluation: `{eval_data.source}` ({len(eval_data.queries)} queries)")
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- loss: `{result.loss}`",
+        f"- steps: {result.steps} in {result.minutes:.1f} min"
+        + (" (interrupted; best checkpoint kept)" if result.interrupted else ""),
+        f"- best checkpoint: step {result.best_checkpoint_step}" if result.best_checkpoint_step else "- last weights",
+    ]
+    if result.loss_history:
+        lines.append(f"- training loss: {result.loss_history[0][1]:.4f} → {result.loss_history[-1][1]:.4f}")
+    lines += ["", "Hyper-parameters:", "", "```json", json.dumps(hyper_parameters, indent=2, default=str), "```"]
+    if result.before or result.after:
+        lines += [
+            "",
+            "## Evaluation (reranking the evaluation set)",
+            "",
+            "| metric | before | after |",
+            "|---|---|---|",
+        ]
+        for metric in sorted(set(result.before) | set(result.after)):
+            before, after = result.before.get(metric), result.after.get(metric)
+            lines.append(f"| {metric} | {_number(before)} | {_number(after)} |")
+    path = output_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

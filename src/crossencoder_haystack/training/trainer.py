@@ -1,0 +1,319 @@
+"""`train(...)`: fine-tune a cross-encoder reranker on pairs, triplets or lists, with the recipe that works on CPU.
+
+The defaults are the candidate recipe described in `train`'s docstring; what was measured with it is in
+`benchmarks/results/train_scifact.md` (on a heavily shared 2-core CPU it has NOT yet been shown to beat BM25).
+"""
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crossencoder_haystack.training.base_model import build_cross_encoder, head_parameter_names
+from crossencoder_haystack.training.data import DataShape, TrainingData, load_training_data
+from crossencoder_haystack.training.losses import choose_loss
+from crossencoder_haystack.training.model_card import write_model_card
+
+EVALUATOR_NAME = "rerank"
+_CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced: where the model is, how it was trained and how it scored."""
+
+    output_dir: Path
+    loss: str
+    activation: str
+    steps: int
+    minutes: float
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    interrupted: bool = False
+    best_checkpoint_step: int | None = None
+
+
+def train(
+    data: Any,
+    output: str | Path,
+    *,
+    eval_data: Any = None,
+    eval_fraction: float = 0.1,
+    base_model: str | Path | None = None,
+    loss: str | None = None,
+    shape: DataShape | None = None,
+    epochs: float = 1.0,
+    max_steps: int | None = None,
+    batch_size: int = 32,
+    learning_rate: float = 1e-4,
+    head_learning_rate: float = 1e-3,
+    warmup_ratio: float = 0.1,
+    max_length: int = 128,
+    seed: int = 42,
+    eval_steps: int | None = None,
+    mini_batch_size: int = 16,
+    max_minutes: float | None = None,
+    show_progress: bool = True,
+    callbacks: list[Any] | None = None,
+) -> TrainingResult:
+    """
+    Fine-tune a cross-encoder reranker and save it as a sentence-transformers CrossEncoder directory.
+
+    Default recipe: start from the bundled all-MiniLM-L6-v2 bi-encoder with a new 1-logit head on its MEAN-POOLED
+    token embeddings (not the [CLS] pooler, which mean-pooling training never touched; in earlier SciFact runs the
+    mean-pooled head reached nDCG@10 0.582 vs 0.544 for the [CLS] head), the head initialized near zero and trained
+    at `head_learning_rate` 1e-3 while the encoder uses `learning_rate` 1e-4, linear decay after 10% warm-up,
+    `max_length` 128, batch 32. The loss follows the data's shape: pairs -> BCE with `pos_weight` =
+    negatives/positives, triplets -> CachedMultipleNegativesRankingLoss, lists -> LambdaLoss. Caveat: with the
+    short budgets measured so far (about 40 steps, see `benchmarks/results/train_scifact.md`) no run beat BM25 on
+    SciFact; plan for several hundred steps (or start from an existing cross-encoder via `base_model`).
+
+    Evaluation runs on `eval_data` (or `eval_fraction` of the queries held out) with
+    `CrossEncoderRerankingEvaluator` (nDCG@10, MRR@10); the best checkpoint by nDCG@10 is the one saved.
+    Ctrl-C stops training and still saves the best checkpoint so far (`interrupted=True` in the result).
+
+    Usage example:
+    ```python
+    from crossencoder_haystack.training import train
+
+    result = train("train.jsonl", "models/my-reranker", max_steps=300)
+    print(result.after)  # {"ndcg@10": ..., "mrr@10": ...}
+    # then: CrossEncoderRanker(model="models/my-reranker")
+    ```
+
+    :param data: Training data: a `.csv`, `.tsv` or `.jsonl` path or a `datasets.Dataset` (pairs, triplets or lists).
+    :param output: Directory to save the trained model (with a README.md model card) into.
+    :param eval_data: Evaluation data in any of the same formats; None holds out `eval_fraction` of the queries.
+    :param eval_fraction: Share of training queries held out for evaluation when `eval_data` is None; 0 skips
+        evaluation (then the last weights are saved).
+    :param base_model: Cross-encoder (its head is kept), sentence-transformers bi-encoder or encoder directory, or a
+        reachable hub id; None uses the bundled all-MiniLM-L6-v2.
+    :param loss: None (chosen from the data's shape), `"bce"`, `"cmnrl"`, `"lambda"` or another class name from
+        `sentence_transformers.cross_encoder.losses`.
+    :param shape: Force the data shape (`"pairs"`, `"triplets"`, `"lists"`); None detects it from the columns.
+    :param epochs: Passes over the training data (ignored when `max_steps` is set).
+    :param max_steps: Optimizer steps to train for; None trains for `epochs`.
+    :param batch_size: Rows per step (pairs, triplets or lists).
+    :param learning_rate: Peak learning rate of the encoder.
+    :param head_learning_rate: Peak learning rate of the scoring head (a new head needs a larger one).
+    :param warmup_ratio: Share of the steps spent warming the learning rate up from 0.
+    :param max_length: Maximum tokens of a (query, document) pair; longer pairs are truncated.
+    :param seed: Seed for the head, data order and dropout: the same seed gives the same weights on CPU.
+    :param eval_steps: Evaluate and checkpoint every this many steps; None picks about 5 evaluations per run.
+    :param mini_batch_size: Chunk size for CMNRL (GradCache) and LambdaLoss forward passes (memory only).
+    :param max_minutes: Stop training after this wall-clock budget (the schedule still follows `max_steps`).
+    :param show_progress: Show the progress bar and the final summary table.
+    :param callbacks: Extra `transformers.TrainerCallback`s.
+    :returns: A `TrainingResult` with the output directory, loss, activation and before/after metrics.
+    """
+    _check_positive("batch_size", batch_size)
+    _check_positive("learning_rate", learning_rate)
+    _check_positive("head_learning_rate", head_learning_rate)
+    _check_positive("max_length", max_length)
+    if max_steps is not None:
+        _check_positive("max_steps", max_steps)
+    if not 0.0 <= warmup_ratio < 1.0:
+        msg = f"warmup_ratio must be in [0, 1) (e.g. 0.1), got {warmup_ratio!r}."
+        raise ValueError(msg)
+
+    train_data = data if isinstance(data, TrainingData) else load_training_data(data, shape)
+    evaluation_data: TrainingData | None
+    if eval_data is not None:
+        evaluation_data = eval_data if isinstance(eval_data, TrainingData) else load_training_data(eval_data)
+    elif eval_fraction:
+        train_data, evaluation_data = train_data.split_by_query(eval_fraction, seed)
+    else:
+        evaluation_data = None
+
+    import torch
+    import transformers
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    transformers.set_seed(seed)
+    base = build_cross_encoder(base_model, max_length=max_length, seed=seed)
+    model = base.model
+    choice = choose_loss(model, train_data, loss, mini_batch_size=mini_batch_size)
+    model.activation_fn = torch.nn.Sigmoid() if choice.activation == "sigmoid" else torch.nn.Identity()
+
+    evaluator = None
+    if evaluation_data is not None:
+        samples = evaluation_data.evaluation_samples()
+        if not samples:
+            msg = (
+                f"The evaluation data {evaluation_data.source} has no query with both a positive and a negative "
+                "document; pass eval_data with negatives, or eval_fraction=0 to train without evaluation."
+            )
+            raise ValueError(msg)
+        evaluator = CrossEncoderRerankingEvaluator(samples, at_k=10, name=EVALUATOR_NAME, batch_size=64)
+
+    dataset = train_data.to_dataset()
+    steps_per_epoch = math.ceil(len(dataset) / batch_size)
+    total_steps = max_steps or max(1, math.ceil(steps_per_epoch * epochs))
+    eval_every = eval_steps or max(1, total_steps // 5)
+    output_dir = Path(output).expanduser()
+    checkpoints = output_dir / _CHECKPOINTS
+
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=epochs,
+        max_steps=max_steps or -1,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_ratio,
+        lr_scheduler_type="linear",
+        weight_decay=0.0,
+        seed=seed,
+        data_seed=seed,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=eval_every,
+        save_strategy="steps" if evaluator else "no",
+        save_steps=eval_every,
+        save_total_limit=1,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=f"eval_{EVALUATOR_NAME}_ndcg@10" if evaluator else None,
+        greater_is_better=True,
+        logging_steps=max(1, min(10, eval_every)),
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+        use_cpu=not torch.cuda.is_available(),
+        batch_sampler=BatchSamplers.NO_DUPLICATES if train_data.shape == "triplets" else BatchSamplers.BATCH_SAMPLER,
+        push_to_hub=False,
+    )
+    trainer_callbacks = [*(callbacks or [])]
+    if max_minutes is not None:
+        trainer_callbacks.append(_time_budget(max_minutes))
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=choice.loss,
+        evaluator=evaluator,
+        callbacks=trainer_callbacks,
+        optimizers=(_optimizer(model, learning_rate, head_learning_rate), None),
+    )
+
+    before = _metrics(evaluator(model)) if evaluator else {}
+    started = time.monotonic()
+    interrupted = False
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        interrupted = True
+    minutes = (time.monotonic() - started) / 60
+
+    best = trainer.state.best_model_checkpoint
+    if interrupted and best:
+        from sentence_transformers import CrossEncoder
+
+        model = CrossEncoder(best, device="cpu", activation_fn=model.activation_fn)
+    model.activation_fn = torch.nn.Sigmoid() if choice.activation == "sigmoid" else torch.nn.Identity()
+    after = _metrics(evaluator(model)) if evaluator and (best or not interrupted) else {}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(output_dir))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+    result = TrainingResult(
+        output_dir=output_dir,
+        loss=choice.name,
+        activation=choice.activation,
+        steps=trainer.state.global_step,
+        minutes=round(minutes, 2),
+        before=before,
+        after=after,
+        loss_history=[(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry],
+        interrupted=interrupted,
+        best_checkpoint_step=int(best.rsplit("-", 1)[-1]) if best else None,
+    )
+    hyper_parameters = {
+        "base_model": base.source,
+        "base_model_kind": base.kind,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "head_learning_rate": head_learning_rate,
+        "warmup_ratio": warmup_ratio,
+        "max_length": max_length,
+        "seed": seed,
+        **choice.settings,
+    }
+    write_model_card(output_dir, result, train_data, evaluation_data, hyper_parameters)
+    if show_progress:
+        print_summary(result)
+    return result
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        msg = f"{name} must be a number > 0, got {value!r}."
+        raise ValueError(msg)
+
+
+def _metrics(scores: dict[str, float]) -> dict[str, float]:
+    prefix = f"{EVALUATOR_NAME}_"
+    return {
+        key.removeprefix(prefix): round(float(value), 4)
+        for key, value in scores.items()
+        if key.removeprefix(prefix) in {"ndcg@10", "mrr@10", "map"}
+    }
+
+
+def _optimizer(model: Any, learning_rate: float, head_learning_rate: float) -> Any:
+    """AdamW with the head at its own (larger) learning rate: a new head must move far, the encoder little."""
+    import torch
+
+    head_names = head_parameter_names(model)
+    head = [parameter for name, parameter in model.named_parameters() if name in head_names]
+    encoder = [parameter for name, parameter in model.named_parameters() if name not in head_names]
+    groups = [{"params": encoder, "lr": learning_rate}]
+    if head:
+        groups.append({"params": head, "lr": head_learning_rate})
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=0.0)
+
+
+def _time_budget(max_minutes: float) -> Any:
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        """Stop training (after the current step) once the wall-clock budget is spent."""
+
+        def __init__(self) -> None:
+            self.deadline = time.monotonic() + max_minutes * 60
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() >= self.deadline:
+                control.should_training_stop = True
+                control.should_evaluate = True
+                control.should_save = True
+            return control
+
+    return TimeBudget()
+
+
+def print_summary(result: TrainingResult) -> None:
+    """Print a before/after table of the evaluation metrics and where the model was saved."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Fine-tuning summary ({result.loss}, {result.steps} steps, {result.minutes:.1f} min)")
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for metric in ("ndcg@10", "mrr@10", "map"):
+        if metric in result.before or metric in result.after:
+            before, after = result.before.get(metric), result.after.get(metric)
+            table.add_row(metric, "-" if before is None else f"{before:.4f}", "-" if after is None else f"{after:.4f}")
+    if result.loss_history:
+        first, last = result.loss_history[0][1], result.loss_history[-1][1]
+        table.add_row("train loss", f"{first:.4f}", f"{last:.4f}")
+    console = Console()
+    console.print(table)
+    note = " (interrupted; best checkpoint kept)" if result.interrupted else ""
+    console.print(f"Saved to {result.output_dir}{note}; activation: {result.activation}")

@@ -1,0 +1,16 @@
+"""Passage splitting for cross-encoder reranking: the PassageSplitter component and the splitting core it shares
+with `CrossEncoderRanker(split_long_documents=True)`."""
+
+from .passage_splitter import PassageSplitter
+from .sentences import split_sentences
+from .splitting import PASSAGE_META_KEYS, PassageSpan, passage_token_budget, split_document, split_text
+
+__all__ = [
+    "PASSAGE_META_KEYS",
+    "PassageSpan",
+    "PassageSplitter",
+    "passage_token_budget",
+    "split_document",
+    "split_sentences",
+    "split_text",
+]

@@ -1,0 +1,105 @@
+"""Hard-negative mining never returns a known positive as a negative, in every output format."""
+
+import json
+
+import pytest
+
+from crossencoder_haystack.training import load_training_data, mine_hard_negatives
+from crossencoder_haystack.training.mining import MiningInput
+
+CORPUS = {
+    "d1": "Aspirin reduces the risk of heart attack in adults.",
+    "d2": "Aspirin lowers heart attack risk for older adults.",
+    "d3": "Heart attack risk and aspirin use in a cohort of adults.",
+    "d4": "Statins lower cholesterol.",
+    "d5": "Vitamin D and bone density in older women.",
+    "d6": "Aspirin and heart attack: a review of risk in adults.",
+    "d7": "Exercise improves heart health.",
+}
+QUERIES = {"q1": "Does aspirin reduce heart attack risk in adults?", "q2": "Do statins lower cholesterol?"}
+POSITIVES = {"q1": {"d1", "d2"}, "q2": {"d4"}}
+
+
+@pytest.fixture()
+def beir_dir(tmp_path):
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": "", "text": t}) + "\n" for i, t in CORPUS.items())
+    )
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in QUERIES.items()))
+    (root / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, ds in POSITIVES.items() for d in sorted(ds))
+    )
+    return root
+
+
+def negatives_by_query(rows, output_format):
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        if output_format == "triplets":
+            found.setdefault(row["query"], set()).update(row["negatives"])
+        elif output_format == "pairs":
+            if row["label"] == 0:
+                found.setdefault(row["query"], set()).add(row["document"])
+        else:
+            docs = [d for d, label in zip(row["documents"], row["labels"], strict=True) if label == 0]
+            found.setdefault(row["query"], set()).update(docs)
+    return found
+
+
+@pytest.mark.parametrize("output_format", ["triplets", "pairs", "lists"])
+def test_bm25_mining_excludes_positives(beir_dir, tmp_path, output_format):
+    output = tmp_path / "mined.jsonl"
+    rows = mine_hard_negatives(
+        beir_dir, output=output, retriever="bm25", top_n=6, num_negatives=3, output_format=output_format
+    )
+    negatives = negatives_by_query(rows, output_format)
+    positive_texts = {QUERIES[q]: {CORPUS[d] for d in ds} for q, ds in POSITIVES.items()}
+    for query, texts in negatives.items():
+        assert not texts & positive_texts[query]
+    # the aspirin query's hardest negatives are the other aspirin documents
+    assert {CORPUS["d3"], CORPUS["d6"]} <= negatives[QUERIES["q1"]]
+    assert load_training_data(output).shape == output_format
+
+
+def test_embedding_mining_excludes_positives_even_when_duplicated_under_another_id(minilm_path):
+    corpus = {**CORPUS, "d1-copy": CORPUS["d1"]}
+    data = MiningInput(QUERIES, corpus, POSITIVES)
+    rows = mine_hard_negatives(data, retriever="embedding", model=minilm_path, top_n=7, num_negatives=4)
+    assert len(rows) == 3  # one triplet per positive
+    for row in rows:
+        positives = {CORPUS[d] for d in POSITIVES["q1" if "aspirin" in row["query"] else "q2"]}
+        assert row["negatives"]
+        assert not set(row["negatives"]) & positives
+
+
+def test_margin_skips_candidates_scoring_close_to_the_positive(minilm_path):
+    data = MiningInput(QUERIES, CORPUS, POSITIVES)
+    without = mine_hard_negatives(data, model=minilm_path, top_n=7, num_negatives=5, output_format="lists")
+    with_margin = mine_hard_negatives(
+        data, model=minilm_path, top_n=7, num_negatives=5, margin=0.2, output_format="lists"
+    )
+    aspirin = next(row for row in without if "aspirin" in row["query"])
+    aspirin_margin = next(row for row in with_margin if "aspirin" in row["query"])
+    assert len(aspirin_margin["documents"]) < len(aspirin["documents"])
+    assert set(aspirin_margin["documents"]) <= set(aspirin["documents"])
+
+
+def test_mining_from_a_data_file_and_corpus(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"query": QUERIES["q1"], "document": CORPUS["d1"], "label": 1}) + "\n")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in CORPUS.items()))
+    rows = mine_hard_negatives(pairs, corpus, retriever="bm25", top_n=5, num_negatives=2, output_format="pairs")
+    assert [row["label"] for row in rows] == [1, 0, 0]
+    assert CORPUS["d1"] not in {row["document"] for row in rows if row["label"] == 0}
+
+
+def test_bad_arguments(beir_dir):
+    with pytest.raises(ValueError, match="output_format must be"):
+        mine_hard_negatives(beir_dir, output_format="quads")
+    with pytest.raises(FileNotFoundError, match="choose the split with --split"):
+        mine_hard_negatives(beir_dir, split="dev", retriever="bm25")
+    with pytest.raises(ValueError, match="corpus is required"):
+        mine_hard_negatives(beir_dir / "corpus.jsonl", retriever="bm25")

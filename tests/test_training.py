@@ -1,0 +1,205 @@
+"""`train(...)` on a toy task a tiny model learns in seconds: fruit documents are relevant, vehicles are not."""
+
+import argparse
+import json
+import random
+
+import pytest
+
+from crossencoder_haystack.training import build_cross_encoder, train
+from crossencoder_haystack.training.base_model import base_model_kind, head_parameter_names
+
+FRUITS = "apple banana cherry grape lemon mango orange peach pear plum".split()
+VEHICLES = "car truck bus train plane boat bike tram ship van".split()
+QUERIES = "which food is good for me today".split()
+
+# High learning rates: the tiny random model must move within a handful of steps.
+FAST = {"learning_rate": 3e-3, "head_learning_rate": 3e-3, "max_length": 16, "show_progress": False}
+
+
+def _document(rng, words):
+    return " ".join(rng.sample(words, 3))
+
+
+def toy_rows(shape, count, seed):
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        query = f"{rng.choice(QUERIES)} {index}"
+        positive, negatives = _document(rng, FRUITS), [_document(rng, VEHICLES) for _ in range(3)]
+        if shape == "pairs":
+            rows.append({"query": query, "document": positive, "label": 1})
+            rows.extend({"query": query, "document": negative, "label": 0} for negative in negatives)
+        elif shape == "triplets":
+            rows.append({"query": query, "positive": positive, "negatives": negatives})
+        else:
+            rows.append({"query": query, "documents": [positive, *negatives], "labels": [1, 0, 0, 0]})
+    return rows
+
+
+def write_toy(path, shape, count, seed):
+    path.write_text("".join(json.dumps(row) + "\n" for row in toy_rows(shape, count, seed)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return {
+        shape: (write_toy(root / f"{shape}.jsonl", shape, 48, 1), write_toy(root / f"{shape}-eval.jsonl", shape, 8, 2))
+        for shape in ("pairs", "triplets", "lists")
+    }
+
+
+@pytest.mark.parametrize(
+    ("shape", "loss", "activation", "batch_size"),
+    [
+        ("pairs", "BinaryCrossEntropyLoss", "sigmoid", 16),
+        ("triplets", "CachedMultipleNegativesRankingLoss", "sigmoid", 8),
+        ("lists", "LambdaLoss", "identity", 8),
+    ],
+)
+def test_each_loss_learns_the_toy_task(tmp_path, toy_files, tiny_model_path, shape, loss, activation, batch_size):
+    from sentence_transformers import CrossEncoder
+
+    data, eval_data = toy_files[shape]
+    result = train(
+        data,
+        tmp_path / "model",
+        eval_data=eval_data,
+        base_model=tiny_model_path,
+        max_steps=12,
+        batch_size=batch_size,
+        eval_steps=6,
+        **FAST,
+    )
+    assert result.loss == loss
+    assert result.activation == activation
+    assert result.after["ndcg@10"] > result.before["ndcg@10"] + 0.1
+    assert result.after["ndcg@10"] > 0.9
+    model = CrossEncoder(str(tmp_path / "model"))
+    assert type(model.activation_fn).__name__ == {"sigmoid": "Sigmoid", "identity": "Identity"}[activation]
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert loss in card and str(data) in card and f"Activation: **{activation}**" in card
+    assert not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_saved_model_round_trips_into_the_ranker(tmp_path, toy_files, tiny_model_path):
+    import numpy as np
+    from haystack import Document
+    from sentence_transformers import CrossEncoder
+
+    from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+
+    data, _ = toy_files["pairs"]
+    train(data, tmp_path / "model", eval_fraction=0, base_model=tiny_model_path, max_steps=2, batch_size=8, **FAST)
+    documents = [Document(content=text) for text in ("apple pear plum", "car bus van", "lemon truck mango")]
+    expected = CrossEncoder(str(tmp_path / "model")).predict([("which food", d.content) for d in documents])
+
+    ranker = CrossEncoderRanker(model=str(tmp_path / "model"), top_k=3)
+    ranker.warm_up()
+    ranked = ranker.run(query="which food", documents=documents)["documents"]
+    scores = {document.content: document.score for document in ranked}
+    np.testing.assert_allclose([scores[d.content] for d in documents], expected, rtol=1e-4, atol=1e-5)
+    assert all(0.0 < score < 1.0 for score in scores.values())  # the saved sigmoid is applied by default
+
+
+def test_same_seed_gives_the_same_weights(tmp_path, toy_files, tiny_model_path):
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    data, _ = toy_files["pairs"]
+    weights = []
+    for run in ("a", "b"):
+        train(data, tmp_path / run, eval_fraction=0, base_model=tiny_model_path, max_steps=3, batch_size=8, **FAST)
+        weights.append(CrossEncoder(str(tmp_path / run)).state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    start = CrossEncoder(str(tiny_model_path)).state_dict()
+    assert not all(torch.equal(start[name], weights[0][name]) for name in start)
+
+
+def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, toy_files, tiny_model_path):
+    from sentence_transformers import CrossEncoder
+    from transformers import TrainerCallback
+
+    class CtrlC(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise KeyboardInterrupt
+
+    data, eval_data = toy_files["pairs"]
+    result = train(
+        data,
+        tmp_path / "model",
+        eval_data=eval_data,
+        base_model=tiny_model_path,
+        max_steps=20,
+        batch_size=8,
+        eval_steps=2,
+        callbacks=[CtrlC()],
+        **FAST,
+    )
+    assert result.interrupted
+    assert result.best_checkpoint_step in (2, 4)
+    assert result.after  # the kept checkpoint was evaluated
+    assert len(CrossEncoder(str(tmp_path / "model")).predict([("q", "apple")])) == 1
+    assert "interrupted" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_bi_encoder_base_gets_a_mean_pooled_head(tmp_path, minilm_tokenizer):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import BertConfig, BertModel
+
+    raw = tmp_path / "raw"
+    config = BertConfig(
+        vocab_size=minilm_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    BertModel(config).save_pretrained(raw)
+    minilm_tokenizer.save_pretrained(raw)
+    transformer = Transformer(str(raw))
+    SentenceTransformer(modules=[transformer, Pooling(32, "mean")]).save(str(tmp_path / "bi"))
+    assert base_model_kind(tmp_path / "bi") == "bi-encoder"
+    assert base_model_kind(raw) == "encoder"
+
+    base = build_cross_encoder(tmp_path / "bi", max_length=32, seed=0)
+    assert base.kind == "bi-encoder"
+    modules = list(base.model)
+    assert isinstance(modules[1], Pooling) and modules[1].pooling_mode == "mean"
+    assert isinstance(modules[2], Dense) and modules[2].module_output_name == "scores"
+    assert head_parameter_names(base.model) == {"2.linear.weight", "2.linear.bias"}
+    scores = base.model.predict([("q", "apple"), ("q", "car")], activation_fn=None)
+    assert abs(float(scores[0])) < 1.0  # a near-zero head: the first scores do not impose a random ranking
+
+
+def test_bad_arguments_fail_fast_and_name_the_parameter(tmp_path, toy_files, tiny_model_path):
+    from haystack_integrations.components.rankers.crossencoder import ModelNotAvailableError
+
+    data, _ = toy_files["pairs"]
+    with pytest.raises(ValueError, match="batch_size must be a number > 0"):
+        train(data, tmp_path / "m", batch_size=0)
+    with pytest.raises(ValueError, match="warmup_ratio must be in"):
+        train(data, tmp_path / "m", warmup_ratio=1.5)
+    with pytest.raises(ModelNotAvailableError, match="base_model"):
+        train(data, tmp_path / "m", base_model=str(tmp_path / "no-such-model"), max_steps=1)
+    with pytest.raises(ValueError, match="trains on triplets data"):
+        train(data, tmp_path / "m", base_model=tiny_model_path, loss="cmnrl", max_steps=1)
+
+
+def test_cli_parses_train_and_mine():
+    from crossencoder_haystack.training import command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data", "d.jsonl", "--output", "out", "--loss", "lambda", "--lr", "2e-4"])
+    assert args.func is command._train
+    assert (args.loss, args.lr, args.max_length, args.batch_size) == ("lambda", 2e-4, 128, 32)
+    args = parser.parse_args(["mine", "--queries", "beir", "--output", "o.jsonl", "--retriever", "bm25"])
+    assert args.func is command._mine
+    assert (args.top_n, args.output_format, args.margin) == (20, "triplets", None)
