@@ -189,6 +189,7 @@ def _contenders(model: Path, work_dir: Path, args: argparse.Namespace, calibrati
         ours("ours onnx fp32", full_model, model=exported("onnx"), backend="onnx"),
         ours("ours onnx O2", full_model, model=exported("onnx", "O2"), backend="onnx"),
         ours("ours onnx int8", full_model, "dynamic int8, avx2 preset", model=int8, backend="onnx"),
+        ours("ours onnx int8, 1 thread", full_model, "num_threads=1", model=int8, backend="onnx", num_threads=1),
         ours("ours onnx O2 int8", full_model, model=exported("onnx", "O2", "avx2"), backend="onnx"),
         ours("ours openvino fp32", full_model, model=exported("openvino"), backend="openvino"),
         ours(

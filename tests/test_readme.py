@@ -59,7 +59,7 @@ def test_every_rerank_command_in_the_readme_parses():
     rerank_commands = [c for c in _shell_commands() if re.match(r"^(\S*/)?rerank\b", c)]
     assert rerank_commands
     for command in rerank_commands:
-        arguments = shlex.split(command)[1:]
+        arguments = shlex.split(command, comments=True)[1:]
         try:
             parsed = parser.parse_args(arguments)
         except SystemExit as error:  # argparse exits on unknown commands or flags

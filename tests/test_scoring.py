@@ -359,6 +359,16 @@ class TestLoading:
         expected = _predict(CrossEncoder(str(path), local_files_only=True), "p53", TEXTS, max_length=64)
         np.testing.assert_allclose(scorer.logits("p53", TEXTS), expected, atol=1e-5)
 
+    def test_concurrent_calls_give_the_sequential_scores(self, torch_scorer):
+        from concurrent.futures import ThreadPoolExecutor
+
+        queries = [f"query {i} about p53" for i in range(8)]
+        expected = [torch_scorer.logits(query, TEXTS) for query in queries]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            got = list(pool.map(lambda query: torch_scorer.logits(query, TEXTS), queries))
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+
     def test_torch_forward_passes_only_inputs_the_model_takes(self, torch_scorer):
         assert isinstance(torch_scorer.forward, TorchForward)
         assert torch_scorer.forward.input_names == ["input_ids", "attention_mask", "token_type_ids"]

@@ -59,8 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from crossencoder_haystack.demo import run_demo
-    from haystack_integrations.components.rankers.crossencoder import ModelNotAvailableError
-
     try:
         run_demo(
             args.queries,
@@ -71,7 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
             evaluate=not args.no_eval,
             cache_dir=args.cache_dir,
         )
-    except (ValueError, FileNotFoundError, ModelNotAvailableError) as error:
+    except (ValueError, OSError) as error:  # OSError: a model or tokenizer that cannot be loaded
         print(f"rerank demo: error: {error}", file=sys.stderr)
         return 2
     return 0

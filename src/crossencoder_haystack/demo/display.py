@@ -164,14 +164,21 @@ def candidate_label(meta: Mapping[str, Any]) -> str:
     return str(meta.get("title") or name or role or "?")
 
 
-def results_table(query: str, documents: Sequence[Any], title: str | None = None) -> Table:
+def results_table(
+    query: str,
+    documents: Sequence[Any],
+    first_stage_ranks: Mapping[str, int] | None = None,
+    title: str | None = None,
+) -> Table:
     """
     One query's reranked candidates: rank, candidate, score, best passage (query terms highlighted) and the
     rank the first stage gave it, with the movement.
 
     :param query: The query (its terms are highlighted).
     :param documents: Ranked Haystack Documents as `CrossEncoderRanker` returns them (`score`,
-        `meta["retrieval_rank"]`, `meta["best_passage"]`; the whole content is used without a best passage).
+        `meta["best_passage"]`; the whole content is used without a best passage).
+    :param first_stage_ranks: Document id -> 1-based first-stage rank. None uses `meta["retrieval_rank"]`, which
+        is the rank among the ranker's inputs: with a PassageSplitter in front, a rank among passages.
     :param title: The table title; default the query in quotes.
     """
     table = Table(title=title or f"“{query}”", title_justify="left", show_lines=True, expand=False)
@@ -185,12 +192,18 @@ def results_table(query: str, documents: Sequence[Any], title: str | None = None
         score = "–" if document.score is None else f"{document.score:.3f}"
         table.add_row(
             str(rank),
-            candidate_label(document.meta),
+            Text(candidate_label(document.meta)),
             score,
             highlight(excerpt(passage, query), query),
-            movement(document.meta.get("retrieval_rank"), rank),
+            movement(_first_stage_rank(document, first_stage_ranks), rank),
         )
     return table
+
+
+def _first_stage_rank(document: Any, first_stage_ranks: Mapping[str, int] | None) -> int | None:
+    if first_stage_ranks is not None:
+        return first_stage_ranks.get(document.id)
+    return document.meta.get("retrieval_rank")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from haystack import Document
+from rich.markup import escape
 
 from crossencoder_haystack.demo.dataset import DemoQuery, cv_documents, hr_queries, load_hr_dataset
 from crossencoder_haystack.demo.display import MetricRow, metrics_table, results_table
@@ -106,7 +107,7 @@ def run_demo(
     )
 
     choice = choose_model(model, cache_dir=cache_dir)
-    console.print(f"[bold]Model:[/bold] {choice.reason}")
+    console.print(f"[bold]Model:[/bold] {escape(choice.reason)}")
     result = DemoResult(model=choice)
     if choice.needs_building:
         result.build_seconds = build_starter_model(choice.model, console=console).seconds
@@ -135,7 +136,7 @@ def run_demo(
 
     if result.results:
         seconds = sum(item.seconds for item in result.results)
-        console.print(f"Reranked {len(result.results)} queries in {seconds:.0f} s ({choice.model}).")
+        console.print(f"Reranked {len(result.results)} queries in {seconds:.0f} s ({escape(choice.model)}).")
     if evaluate:
         if queries or interactive:
             console.print("No metrics: custom queries have no relevance judgements (run without --query to score).")
@@ -185,13 +186,15 @@ def _run_query(pipeline: Any, query: DemoQuery, top_k: int, console: Any) -> Que
     from crossencoder_haystack.pipelines import pipeline_inputs
 
     started = time.monotonic()
-    with console.status(f"Retrieving and reranking for “{query.text}”…"):
+    with console.status(f"Retrieving and reranking for “{escape(query.text)}”…"):
         output = pipeline.run(pipeline_inputs(query.text), include_outputs_from={"retriever"})
     seconds = time.monotonic() - started
     ranked = output["ranker"]["documents"]
     first_stage = [document.id for document in output["retriever"]["documents"]]
     label = f"{query.query_id} ({query.language}) " if query.query_id else ""
-    console.print(results_table(query.text, ranked[:top_k], title=f"{label}“{query.text}”  [dim]{seconds:.1f} s[/dim]"))
+    ranks = {doc_id: rank for rank, doc_id in enumerate(first_stage, start=1)}
+    title = f"{label}“{escape(query.text)}”  [dim]{seconds:.1f} s[/dim]"
+    console.print(results_table(query.text, ranked[:top_k], first_stage_ranks=ranks, title=title))
     return QueryResult(query.text, query.query_id or None, ranked, first_stage, seconds)
 
 

@@ -126,10 +126,10 @@ class PassageIndex:
         hits = self._retriever.run(query=self._fold(query)[0])["documents"]
         return [(hit.meta["source_id"], self.passages[hit.id]) for hit in hits]
 
-    def best_passages(self, query: str, cv_ids: list[str]) -> dict[str, Document]:
-        """Each CV's best passage for `query` (its first passage when none shares a word with the query)."""
+    def best_passages(self, ranked: list[tuple[str, Document]], cv_ids: list[str]) -> dict[str, Document]:
+        """Each CV's best passage in `ranked` (`ranked(query)`), its first passage when it is not there."""
         best: dict[str, Document] = {}
-        for cv_id, passage in self.ranked(query):
+        for cv_id, passage in ranked:
             best.setdefault(cv_id, passage)
         for passage in self.passages.values():
             if passage.meta["source_id"] in cv_ids and passage.meta["passage_index"] == 0:
@@ -147,8 +147,9 @@ def labelled_lists(dataset: BeirDataset, index: PassageIndex, rng: random.Random
     cv_ids = list(dataset.corpus)
     for query_id, query in dataset.queries.items():
         grades = dataset.qrels.get(query_id, {})
-        best = index.best_passages(query, cv_ids)
-        by_bm25 = list(dict.fromkeys([cv_id for cv_id, _ in index.ranked(query)] + cv_ids))
+        ranked = index.ranked(query)
+        best = index.best_passages(ranked, cv_ids)
+        by_bm25 = list(dict.fromkeys([cv_id for cv_id, _ in ranked] + cv_ids))
         hard = [cv_id for cv_id in by_bm25 if grades.get(cv_id, 0) == 0][:HARD_NEGATIVE_POOL]
         weak = [cv_id for cv_id in cv_ids if grades.get(cv_id, 0) == 1]
         for cv_id in cv_ids:
@@ -245,6 +246,7 @@ def build_starter_model(
     base_model: str | Path | None = None,
     max_steps: int = DEFAULT_STEPS,
     seed: int = DEFAULT_SEED,
+    training_lists: tuple[list[dict[str, Any]], int] | None = None,
     console: Any = None,
     show_progress: bool = True,
 ) -> StarterBuild:
@@ -257,10 +259,12 @@ def build_starter_model(
     :param base_model: What to fine-tune; default the bundled all-MiniLM-L6-v2.
     :param max_steps: Optimizer steps (4 lists of 8 passages each).
     :param seed: Seeds data sampling, the new head and the data order.
+    :param training_lists: `starter_training_lists(...)`'s result, if already built.
     :param console: A `rich.console.Console` for the explanation; default stdout.
     :param show_progress: Show the training progress bar.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from crossencoder_haystack.training import train
     from crossencoder_haystack.training.data import TrainingData
@@ -268,7 +272,7 @@ def build_starter_model(
     console = console or Console()
     output = Path(output) if output is not None else starter_model_dir()
     started = time.monotonic()
-    rows, labelled = starter_training_lists(seed=seed)
+    rows, labelled = training_lists if training_lists is not None else starter_training_lists(seed=seed)
     console.print(
         f"Building the starter model: {labelled} lists from the 18 train queries + {len(rows) - labelled} "
         f"self-supervised lists from the CVs, {max_steps} LambdaLoss steps (a few minutes on a CPU, once)."
@@ -307,7 +311,7 @@ def build_starter_model(
         building.replace(output)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    console.print(f"Starter model built in {seconds / 60:.1f} min and cached in {output}.")
+    console.print(f"Starter model built in {seconds / 60:.1f} min and cached in {escape(str(output))}.")
     return StarterBuild(output, seconds, result.steps, labelled, len(rows) - labelled)
 
 

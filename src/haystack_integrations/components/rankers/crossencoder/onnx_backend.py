@@ -29,6 +29,9 @@ class OnnxForward:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle threads sleep instead of spinning: on cores shared with other work, spinning threads steal the
+        # CPU the busy one needs (measured here: 2 threads, int8, 100 pairs: 5.3 s spinning vs 4.5 s without).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if num_threads is not None:
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1
