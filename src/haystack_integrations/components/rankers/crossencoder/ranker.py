@@ -564,16 +564,20 @@ def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate],
         groups[source_id].append(item)
 
     aggregated: list[_Scored] = []
-    for entry in results:
+    # A parent's retrieval rank is its place among the parents in retrieval order, not a passage's position,
+    # unless an earlier stage already recorded one in meta.
+    for position, entry in enumerate(results, start=1):
         if isinstance(entry, _Scored):
-            aggregated.append(entry)
+            rank = entry.document.meta.get("retrieval_rank", position)
+            aggregated.append(_Scored(entry.document, entry.score, rank, entry.retrieval_score))
             continue
         passages = sorted(groups[entry], key=lambda p: p.document.meta.get("passage_index", 0))
         with_scores = [p for p in passages if p.score is not None]
         parent = parents.get(entry)
         parent_document = parent.document if parent is not None else _rebuild_parent(entry, passages)
         if not with_scores:
-            aggregated.append(_Scored(parent_document, None, passages[0].retrieval_rank, passages[0].retrieval_score))
+            rank = passages[0].document.meta.get("retrieval_rank", position)
+            aggregated.append(_Scored(parent_document, None, rank, passages[0].retrieval_score))
             continue
         best = max(with_scores, key=lambda p: p.score)  # type: ignore[arg-type, return-value]
         score = aggregate_scores([p.score for p in with_scores], aggregation)  # type: ignore[misc]
@@ -591,7 +595,7 @@ def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate],
             _Scored(
                 replace(parent_document, meta=meta),
                 score,
-                min(p.retrieval_rank for p in passages),
+                passages[0].document.meta.get("retrieval_rank", position),
                 max(retrieval_scores) if retrieval_scores else None,
             )
         )
