@@ -319,7 +319,8 @@ def _fast_path_reproduces_predict(scorer: TokenizedPairScorer, cross_encoder: An
     except Exception as error:  # any failure of the fast path means: use predict
         logger.debug("Fast path probe failed: {error}", error=error)
         return False
-    return bool(np.allclose(fast, reference, atol=1e-4, rtol=1e-4))
+    # Loose enough for GPU kernels (TF32), tight enough to catch a prompt or a different pair layout.
+    return bool(np.allclose(fast, reference, atol=1e-3, rtol=1e-3))
 
 
 def _load_exported_scorer(
