@@ -1,8 +1,15 @@
-"""Load test of `rerank serve`: throughput and latency under 1, 8 and 32 concurrent clients, with and without a
-dynamic-batching window.
+"""Load test of `rerank serve`: throughput and latency under 1, 8 and 32 concurrent clients, dynamic batching vs
+one request at a time.
 
-The script starts the service itself (`python -m crossencoder_haystack.cli serve ...`) on 127.0.0.1, once per batch
-window, and drives it with closed-loop clients (each sends its next request when the previous one is answered).
+Two service configurations are compared:
+
+- "dynamic batching" (the defaults): `--batch-window-ms 5 --max-batch-documents 512`; the model worker collects
+  the requests waiting (or arriving within 5 ms) into one batch and scores all their pairs in one model call.
+- "one request at a time": `--batch-window-ms 0 --max-batch-documents 1`; a batch closes as soon as it holds one
+  request. (A 0 ms window alone is not that: the worker still takes every request already queued.)
+
+The script starts the service itself (`python -m crossencoder_haystack.cli serve ...`) on 127.0.0.1, once per
+configuration, and drives it with closed-loop clients (each sends its next request when the previous one is answered).
 Every request is a Cohere v2 rerank of one SciFact query against 50 SciFact abstracts (synthetic text if the data
 is absent), with `max_tokens_per_doc` so that each abstract is one passage. Requests still in flight when a level's
 time is up are cancelled; the service drops them from its queue, so they do not spill into the next level.
@@ -10,11 +17,12 @@ time is up are cancelled; the service drops them from its queue, so they do not 
 Without `--model`, the bundled all-MiniLM-L6-v2 bi-encoder is saved as a 1-logit CrossEncoder and used as a
 stand-in: its scores are meaningless, its cost is that of a MiniLM-L6 reranker.
 
-A second, in-process measurement (`--probe-requests`, 0 to skip) scores the pairs of several requests one request
-at a time and then all in one call of `CrossEncoder.predict`: what a multi-query scoring entry point would let the
-batcher gain.
+A second, in-process measurement (`--probe-requests`, 0 to skip) takes the service's own code path without HTTP
+and queueing: the same requests as `RerankJob`s, scored by a `ServedModel` one by one
+(`[served.rank(job) for job in jobs]`) and all together (`served.rank_many(jobs)`, what a batch of the service
+runs).
 
-    python benchmarks/serve_load.py --duration 60 --max-tokens-per-doc 32 --num-threads 1 \
+    python benchmarks/serve_load.py --duration 45 --concurrency 1 8 --max-tokens-per-doc 32 --num-threads 1 \
         --output benchmarks/results/serve_load.md
 """
 
@@ -37,15 +45,35 @@ from pathlib import Path
 import httpx
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from crossencoder_haystack.serving.limits import ServiceLimits
 
 SCIFACT = Path("/work/shared/data/scifact")
 console = Console(width=140)
 
 
+@dataclass(frozen=True)
+class ServiceConfig:
+    """One way to run the service: its label and its batching flags."""
+
+    label: str
+    window_ms: float
+    max_batch_documents: int
+
+
+# The defaults of `ServiceLimits` (batch_window_ms=5, max_batch_documents=512) and the one-request-at-a-time setup.
+_DEFAULTS = ServiceLimits()
+CONFIGS = {
+    "batching": ServiceConfig("dynamic batching", _DEFAULTS.batch_window_ms, _DEFAULTS.max_batch_documents),
+    "one-at-a-time": ServiceConfig("one request at a time", 0.0, 1),
+}
+
+
 @dataclass
 class LevelResult:
-    window_ms: float
+    config: ServiceConfig
     clients: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
@@ -92,11 +120,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_service(model: Path, port: int, window_ms: float, args: argparse.Namespace) -> subprocess.Popen:
+def start_service(model: Path, port: int, config: ServiceConfig, args: argparse.Namespace) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "crossencoder_haystack.cli", "serve",
         "--model", str(model), "--port", str(port), "--max-length", str(args.max_length),
-        "--batch-window-ms", str(window_ms), "--request-timeout", str(args.request_timeout),
+        "--batch-window-ms", str(config.window_ms), "--max-batch-documents", str(config.max_batch_documents),
+        "--request-timeout", str(args.request_timeout),
         "--max-queue", "256", "--api-key-env", "SERVE_LOAD_NO_API_KEY", "--log-level", "warning",
     ]  # fmt: skip
     if args.num_threads:
@@ -135,9 +164,11 @@ def request_body(rng: random.Random, queries: list[str], corpus: list[str], args
     }
 
 
-async def run_level(url: str, clients: int, window_ms: float, texts: tuple, args: argparse.Namespace) -> LevelResult:
+async def run_level(
+    url: str, clients: int, config: ServiceConfig, texts: tuple, args: argparse.Namespace
+) -> LevelResult:
     queries, corpus = texts
-    result = LevelResult(window_ms=window_ms, clients=clients, seconds=args.duration)
+    result = LevelResult(config=config, clients=clients, seconds=args.duration)
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
     async with httpx.AsyncClient(base_url=url, timeout=None, limits=limits) as http:
 
@@ -175,11 +206,14 @@ def wait_for_idle(url: str, timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
-def measure_window(model: Path, window_ms: float, texts: tuple, args: argparse.Namespace) -> list[LevelResult]:
+def measure_config(model: Path, config: ServiceConfig, texts: tuple, args: argparse.Namespace) -> list[LevelResult]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    console.print(f"[bold]batch window {window_ms:g} ms[/bold]: starting the service on {url}")
-    process = start_service(model, port, window_ms, args)
+    console.print(
+        f"[bold]{config.label}[/bold] (batch window {config.window_ms:g} ms, max batch documents "
+        f"{config.max_batch_documents}): starting the service on {url}"
+    )
+    process = start_service(model, port, config, args)
     try:
         rng = random.Random(7)
         for _ in range(2):  # warm-up
@@ -187,7 +221,7 @@ def measure_window(model: Path, window_ms: float, texts: tuple, args: argparse.N
         results = []
         for clients in args.concurrency:
             before = httpx.get(f"{url}/metrics", timeout=10).text
-            level = asyncio.run(run_level(url, clients, window_ms, texts, args))
+            level = asyncio.run(run_level(url, clients, config, texts, args))
             wait_for_idle(url)
             after = httpx.get(f"{url}/metrics", timeout=10).text
             batches = metric_value(after, "rerank_batch_requests_count") - metric_value(
@@ -207,41 +241,50 @@ def measure_window(model: Path, window_ms: float, texts: tuple, args: argparse.N
         stop_service(process)
 
 
-def probe_pair_batching(model: Path, texts: tuple, args: argparse.Namespace) -> dict[str, float]:
-    """Pairs/s scoring several requests one by one (batch_size 16) vs all their pairs in one predict call."""
-    import torch
-    from sentence_transformers import CrossEncoder
+PROBE_ONE_BY_ONE = "one request at a time"
+PROBE_TOGETHER = "all requests in one call"
+PROBE_CODE = {PROBE_ONE_BY_ONE: "[served.rank(job) for job in jobs]", PROBE_TOGETHER: "served.rank_many(jobs)"}
 
-    from crossencoder_haystack.serving.served_model import truncate_to_tokens
 
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+def probe_rank_many(model: Path, texts: tuple, args: argparse.Namespace) -> dict[str, float]:
+    """Pairs/s of `ServedModel.rank` per request vs `ServedModel.rank_many` over all of them, in-process."""
+    from crossencoder_haystack.serving.served_model import RerankJob, ServedModel
+
     queries, corpus = texts
-    cross_encoder = CrossEncoder(str(model), max_length=args.max_length, local_files_only=True)
+    served = ServedModel(model, max_length=args.max_length, batch_size=16, num_threads=args.num_threads)
+    served.warm_up()
     rng = random.Random(11)
-    requests = []
+    jobs = []
     for _ in range(args.probe_requests):
         body = request_body(rng, queries, corpus, args)
-        cut = truncate_to_tokens(body["documents"], cross_encoder.tokenizer, args.max_tokens_per_doc)
-        requests.append([(body["query"], doc) for doc in cut])
-    all_pairs = [pair for pairs in requests for pair in pairs]
-    cross_encoder.predict(all_pairs[:16], batch_size=16)
-    timings: dict[str, list[float]] = {"one request per call": [], "all requests in one call": []}
+        jobs.append(
+            RerankJob(query=body["query"], texts=body["documents"], max_tokens_per_text=args.max_tokens_per_doc)
+        )
+    pairs = sum(job.size for job in jobs)
+    served.rank(
+        RerankJob(query=jobs[0].query, texts=list(jobs[0].texts[:16]), max_tokens_per_text=args.max_tokens_per_doc)
+    )
+    timings: dict[str, list[float]] = {PROBE_ONE_BY_ONE: [], PROBE_TOGETHER: []}
     for _ in range(args.probe_repeats):
         started = time.perf_counter()
-        for pairs in requests:
-            cross_encoder.predict(pairs, batch_size=16)
-        timings["one request per call"].append(time.perf_counter() - started)
+        one_by_one = [served.rank(job) for job in jobs]
+        timings[PROBE_ONE_BY_ONE].append(time.perf_counter() - started)
         started = time.perf_counter()
-        cross_encoder.predict(all_pairs, batch_size=16 * len(requests))
-        timings["all requests in one call"].append(time.perf_counter() - started)
-    return {mode: len(all_pairs) / float(np.median(seconds)) for mode, seconds in timings.items()}
+        together = served.rank_many(jobs)
+        timings[PROBE_TOGETHER].append(time.perf_counter() - started)
+        if [[text.index for text in ranked] for ranked in together] != [
+            [text.index for text in ranked] for ranked in one_by_one
+        ]:
+            console.print("[yellow]warning: rank_many ordered some texts differently from rank[/yellow]")
+    return {mode: pairs / float(np.median(seconds)) for mode, seconds in timings.items()}
 
 
 def report(results: list[LevelResult], probe: dict[str, float], args: argparse.Namespace, notes: list[str]) -> str:
     table = Table(title="rerank serve under load")
     columns = [
+        "service",
         "window ms",
+        "max batch docs",
         "clients",
         "done",
         "req/s",
@@ -254,11 +297,13 @@ def report(results: list[LevelResult], probe: dict[str, float], args: argparse.N
         "req/batch",
     ]
     for column in columns:
-        table.add_column(column, justify="right")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
+        table.add_column(column, justify="left" if column == "service" else "right")
+    lines = ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
     for level in results:
         row = [
-            f"{level.window_ms:g}",
+            level.config.label,
+            f"{level.config.window_ms:g}",
+            str(level.config.max_batch_documents),
             str(level.clients),
             str(level.completed),
             f"{level.completed / level.seconds:.3f}",
@@ -274,20 +319,23 @@ def report(results: list[LevelResult], probe: dict[str, float], args: argparse.N
         lines.append("| " + " | ".join(row) + " |")
     console.print(table)
 
-    windows = sorted({level.window_ms for level in results}, reverse=True)
+    batching, one_at_a_time = CONFIGS["batching"], CONFIGS["one-at-a-time"]
     speedups = []
-    if len(windows) == 2:
-        batched, unbatched = windows
+    if {level.config for level in results} == {batching, one_at_a_time}:
         for clients in args.concurrency:
-            with_window = next(r for r in results if r.window_ms == batched and r.clients == clients)
-            without = next(r for r in results if r.window_ms == unbatched and r.clients == clients)
-            ratio = with_window.completed / without.completed if without.completed else float("nan")
-            speedups.append(f"| {clients} | {with_window.completed} | {without.completed} | {ratio:.2f}x |")
-            console.print(
-                f"speed-up of a {batched:g} ms window over {unbatched:g} ms at {clients} clients: {ratio:.2f}x"
+            batched = next(r for r in results if r.config == batching and r.clients == clients)
+            single = next(r for r in results if r.config == one_at_a_time and r.clients == clients)
+            ratio = batched.completed / single.completed if single.completed else float("nan")
+            speedups.append(
+                f"| {clients} | {batched.completed} | {single.completed} "
+                f"| {batched.completed * args.documents / batched.seconds:.1f} "
+                f"| {single.completed * args.documents / single.seconds:.1f} | {ratio:.2f}x |"
             )
+            console.print(f"dynamic batching vs one request at a time, {clients} clients: {ratio:.2f}x")
     for mode, pairs_per_second in probe.items():
-        console.print(f"pair-batching probe, {mode}: {pairs_per_second:.2f} pairs/s")
+        console.print(f"in-process probe, {mode} ({escape(PROBE_CODE[mode])}): {pairs_per_second:.2f} pairs/s")
+    if len(probe) == 2 and probe[PROBE_ONE_BY_ONE]:
+        console.print(f"in-process probe, rank_many vs rank: {probe[PROBE_TOGETHER] / probe[PROBE_ONE_BY_ONE]:.2f}x")
 
     markdown = [
         "# `rerank serve` under load",
@@ -298,31 +346,36 @@ def report(results: list[LevelResult], probe: dict[str, float], args: argparse.N
         "",
         "## Throughput and latency",
         "",
-        "`done`: requests answered 200 within the level's time; `cut`: requests still in flight when the time was "
-        "up (cancelled by the client, dropped by the service); `req/batch`: requests per model batch, from the "
-        "service's own `/metrics`. Latency percentiles are over the answered requests only, so at high "
-        "concurrency they undercount the queueing of the cut ones.",
+        f"`service`: dynamic batching (`--batch-window-ms {batching.window_ms:g} --max-batch-documents "
+        f"{batching.max_batch_documents}`, the defaults: the requests of a batch are scored in one model call) or "
+        f"one request at a time (`--batch-window-ms {one_at_a_time.window_ms:g} --max-batch-documents "
+        f"{one_at_a_time.max_batch_documents}`: every batch holds one request). `done`: requests answered 200 "
+        "within the level's time; `cut`: requests still in flight when the time was up (cancelled by the client, "
+        "dropped by the service); `req/batch`: requests per model batch, from the service's own `/metrics`. Latency "
+        "percentiles are over the answered requests only, so at high concurrency they undercount the queueing of "
+        "the cut ones.",
         "",
         *lines,
     ]
     if speedups:
         markdown += [
             "",
-            f"## Dynamic batching: window {windows[0]:g} ms vs {windows[1]:g} ms (requests answered)",
+            "## Dynamic batching vs one request at a time (requests answered, and docs/s)",
             "",
-            "| clients | with window | without | speed-up |",
-            "|---:|---:|---:|---:|",
+            "| clients | requests, dynamic batching | requests, one at a time | docs/s, dynamic batching "
+            "| docs/s, one at a time | speed-up |",
+            "|---:|---:|---:|---:|---:|---:|",
             *speedups,
         ]
     if probe:
         markdown += [
             "",
-            f"## What scoring several requests in one model call would gain ({args.probe_requests} requests x "
-            f"{args.documents} pairs, in-process `CrossEncoder.predict`, median of {args.probe_repeats})",
+            f"## In-process: `ServedModel.rank_many` vs `ServedModel.rank` per request ({args.probe_requests} "
+            f"requests x {args.documents} documents, no HTTP or queue, median of {args.probe_repeats})",
             "",
-            "| mode | pairs/s |",
-            "|---|---:|",
-            *[f"| {mode} | {value:.2f} |" for mode, value in probe.items()],
+            "| mode | code | pairs/s |",
+            "|---|---|---:|",
+            *[f"| {mode} | `{PROBE_CODE[mode]}` | {value:.2f} |" for mode, value in probe.items()],
         ]
     return "\n".join(markdown) + "\n"
 
@@ -331,7 +384,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="A cross-encoder directory (default: the stand-in).")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--windows", type=float, nargs="+", default=[5.0, 0.0], help="Batch windows in ms.")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=list(CONFIGS),
+        help="Service configurations to measure: 'batching' (dynamic batching: --batch-window-ms 5 "
+        "--max-batch-documents 512, the defaults) and 'one-at-a-time' (--batch-window-ms 0 --max-batch-documents 1) "
+        "(default: both).",
+    )
     parser.add_argument("--duration", type=float, default=25.0, help="Seconds per concurrency level.")
     parser.add_argument("--documents", type=int, default=50, help="Documents per request.")
     parser.add_argument("--max-length", type=int, default=128)
@@ -339,7 +400,12 @@ def main() -> None:
     parser.add_argument("--request-timeout", type=float, default=600.0)
     parser.add_argument("--startup-timeout", type=float, default=600.0)
     parser.add_argument("--num-threads", type=int, default=None, help="The service's --num-threads.")
-    parser.add_argument("--probe-requests", type=int, default=2, help="Requests in the pair-batching probe; 0 skips.")
+    parser.add_argument(
+        "--probe-requests",
+        type=int,
+        default=2,
+        help="Requests in the in-process rank_many vs rank probe; 0 skips.",
+    )
     parser.add_argument("--probe-repeats", type=int, default=1)
     parser.add_argument("--output", type=Path, default=None, help="Write the Markdown report here.")
     args = parser.parse_args()
@@ -349,8 +415,8 @@ def main() -> None:
     load_average = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="serve_load_") as scratch:
         model = args.model or stand_in_model(Path(scratch) / "minilm-cross-encoder", args.max_length)
-        results = [level for window in args.windows for level in measure_window(model, window, texts, args)]
-        probe = probe_pair_batching(model, texts, args) if args.probe_requests else {}
+        results = [level for name in args.configs for level in measure_config(model, CONFIGS[name], texts, args)]
+        probe = probe_rank_many(model, texts, args) if args.probe_requests else {}
     import torch
 
     model_text = "the bundled all-MiniLM-L6-v2 as a 1-logit CrossEncoder stand-in" if args.model is None else args.model

@@ -225,6 +225,7 @@ def test_starter_build_is_cached_and_reused(monkeypatch, tmp_path, tiny_model_pa
     assert build.path == output and build.steps == 2
     assert is_starter_model(output)
     assert not output.with_name(f"{output.name}.building").exists()
+    assert ".building" not in (output / "README.md").read_text(encoding="utf-8")
     assert ranking_settings(output) == {"max_length": 160, "overlap_tokens": 16}
     _hub(monkeypatch, cached=True, reachable=True)
     assert choose_model(cache_dir=tmp_path).source == "cached_starter"

@@ -462,3 +462,34 @@ def test_a_fine_tuned_tiny_model_ranks_the_relevant_document_first(tmp_path, tin
     assert trained["documents"][0].meta["retrieval_rank"] == 3
     spread = trained["documents"][0].score - trained["documents"][1].score
     assert spread > untrained["documents"][0].score - untrained["documents"][1].score
+
+
+@pytest.mark.parametrize("split_long_documents", [False, True])
+def test_run_batch_gives_each_query_what_run_gives_it(spread_model_path, split_long_documents):
+    ranker = CrossEncoderRanker(
+        model=str(spread_model_path), top_k=3, split_long_documents=split_long_documents, max_length=32
+    )
+    long_document = Document(content="The Rhine flows north. " * 30 + "Berlin is the capital of Germany.")
+    queries = ["capital of Germany", "rivers of Europe", "capital of Germany"]
+    documents = [DOCS, [*DOCS[2:], long_document, DOCS[0]], []]
+    before = [[doc.to_dict() for doc in docs] for docs in documents]
+    batched = ranker.run_batch(queries=queries, documents=documents, activation="identity")["documents"]
+    for query, docs, result in zip(queries, documents, batched, strict=True):
+        expected = ranker.run(query=query, documents=docs, activation="identity")["documents"]
+        assert [d.id for d in result] == [d.id for d in expected]
+        assert [d.score for d in result] == pytest.approx([d.score for d in expected], abs=1e-5)
+        passage_scores = [d.meta.pop("best_passage_score", None) for d in (*result, *expected)]
+        assert passage_scores[: len(result)] == pytest.approx(passage_scores[len(result) :], abs=1e-5)
+        assert [d.meta for d in result] == [d.meta for d in expected]
+    assert batched[2] == []
+    assert [[doc.to_dict() for doc in docs] for docs in documents] == before
+
+
+def test_run_batch_rejects_mismatched_or_invalid_input(ranker):
+    with pytest.raises(ValueError, match="queries has 2 entries but documents has 1"):
+        ranker.run_batch(queries=["a", "b"], documents=[DOCS])
+    with pytest.raises(TypeError, match="one per query"):
+        ranker.run_batch(queries="a", documents=[DOCS])
+    with pytest.raises(ValueError, match="query must be a non-empty string"):
+        ranker.run_batch(queries=["a", " "], documents=[DOCS, DOCS])
+    assert ranker.run_batch(queries=[], documents=[]) == {"documents": []}

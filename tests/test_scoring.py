@@ -372,3 +372,41 @@ class TestLoading:
     def test_torch_forward_passes_only_inputs_the_model_takes(self, torch_scorer):
         assert isinstance(torch_scorer.forward, TorchForward)
         assert torch_scorer.forward.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+
+
+class TestManyRequests:
+    """`logits_many`: several queries' pairs share batches and each gets exactly its own `logits`."""
+
+    REQUESTS = (("p53 and apoptosis", TEXTS[:4]), ("heart disease", []), ("vitamin D", TEXTS[2:]), ("x", TEXTS[:1]))
+
+    def test_tokenized_scorer_matches_one_call_per_query_in_fewer_passes(self, torch_scorer):
+        forward = CountingForward(torch_scorer.forward)
+        scorer = TokenizedPairScorer(forward, torch_scorer.tokenizer, 128, None, batch_size=16)
+        separate = [scorer.logits(query, texts) for query, texts in self.REQUESTS]
+        calls = forward.calls
+        together = scorer.logits_many(list(self.REQUESTS))
+        assert forward.calls - calls == 1 < calls
+        assert [len(values) for values in together] == [len(texts) for _, texts in self.REQUESTS]
+        for expected, got in zip(separate, together, strict=True):
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    def test_predict_scorer_matches_one_call_per_query(self, cross_encoder):
+        scorer = PredictPairScorer(cross_encoder, batch_size=4)
+        together = scorer.logits_many(list(self.REQUESTS))
+        for (query, texts), got in zip(self.REQUESTS, together, strict=True):
+            np.testing.assert_allclose(got, scorer.logits(query, texts), atol=1e-5)
+        assert scorer.logits_many([]) == []
+
+    def test_caching_scorer_sends_only_misses_of_all_queries_in_one_call(self, torch_scorer):
+        forward = CountingForward(torch_scorer.forward)
+        scorer = CachingPairScorer(
+            TokenizedPairScorer(forward, torch_scorer.tokenizer, 128, None), ScoreCache(100), "m"
+        )
+        scorer.logits("p53 and apoptosis", TEXTS[:2])
+        calls, pairs = forward.calls, forward.pairs
+        together = scorer.logits_many(list(self.REQUESTS))
+        assert forward.calls - calls == 1
+        missing = len(set(TEXTS[:4]) - set(TEXTS[:2])) + len(set(TEXTS[2:])) + 1
+        assert forward.pairs - pairs == missing
+        for (query, texts), got in zip(self.REQUESTS, together, strict=True):
+            np.testing.assert_allclose(got, torch_scorer.logits(query, texts), atol=1e-5)

@@ -144,6 +144,31 @@ def test_cohere_results_equal_the_ranker_with_passage_splitting(client, tiny_mod
     assert {r["index"] for r in body["results"]} == set(range(len(DOCUMENTS)))  # duplicates are not merged
 
 
+def test_jobs_batched_together_get_what_each_gets_alone(tiny_model_path):
+    served = ServedModel(tiny_model_path)
+    jobs = [
+        RerankJob("capital of Germany", DOCUMENTS),
+        RerankJob("rivers", DOCUMENTS[1:], raw_scores=True),
+        RerankJob("music", DOCUMENTS, long_texts="truncate", max_tokens_per_text=5),
+        RerankJob("paris", DOCUMENTS[:2]),
+    ]
+    alone = [served.rank(job) for job in jobs]
+    together = list(served.rank_batch(iter(jobs)))
+    assert len(together) == len(jobs)
+    for expected, got in zip(alone, together, strict=True):
+        assert [text.index for text in got] == [text.index for text in expected]
+        assert [text.score for text in got] == pytest.approx([text.score for text in expected], abs=1e-5)
+
+
+def test_a_failing_job_in_a_batch_fails_alone(tiny_model_path):
+    served = ServedModel(tiny_model_path)
+    jobs = [RerankJob("capital of Germany", DOCUMENTS[:2]), RerankJob("", DOCUMENTS[:2]), RerankJob("x", ["y"])]
+    results = list(served.rank_batch(jobs))
+    assert isinstance(results[1], ValueError) and "query" in str(results[1])
+    assert [text.index for text in results[0]] == [text.index for text in served.rank(jobs[0])]
+    assert len(results[2]) == 1
+
+
 def test_tei_raw_scores_and_truncation_equal_the_ranker(client, tiny_model_path):
     splitting = ranked_by(ranker(tiny_model_path), "river city", DOCUMENTS, activation="identity")
     truncating = ranked_by(ranker(tiny_model_path, split_long_documents=False), "river city", DOCUMENTS)
@@ -456,7 +481,10 @@ def test_cli_registers_serve_with_the_documented_flags():
 
     assert (args.model, args.port, args.batch_window_ms, args.host) == ("/models/x", 9000, 0.0, "127.0.0.1")
     assert (args.max_queue, args.max_documents, args.request_timeout) == (64, 1000, 30.0)
+    assert args.max_batch_documents == 512
     assert args.api_key_env == "RERANK_API_KEY" and callable(args.func)
+    one_at_a_time = build_parser().parse_args(["serve", "--model", "/models/x", "--max-batch-documents", "1"])
+    assert one_at_a_time.max_batch_documents == 1
 
 
 def test_hayhooks_example_reranks_through_the_service(served, monkeypatch):

@@ -147,13 +147,15 @@ def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, toy_files, tiny_model_path):
     assert "interrupted" in (tmp_path / "model" / "README.md").read_text()
 
 
-def test_bi_encoder_base_gets_a_mean_pooled_head(tmp_path, minilm_tokenizer):
+@pytest.fixture(scope="module")
+def tiny_bi_encoder(tmp_path_factory, minilm_tokenizer):
+    """A random 1-layer BERT saved as a mean-pooling sentence-transformers bi-encoder, and the raw encoder."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Dense, Transformer
+    from sentence_transformers.base.modules import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import BertConfig, BertModel
 
-    raw = tmp_path / "raw"
+    root = tmp_path_factory.mktemp("bi")
     config = BertConfig(
         vocab_size=minilm_tokenizer.vocab_size,
         hidden_size=32,
@@ -161,21 +163,74 @@ def test_bi_encoder_base_gets_a_mean_pooled_head(tmp_path, minilm_tokenizer):
         num_attention_heads=2,
         intermediate_size=64,
     )
-    BertModel(config).save_pretrained(raw)
-    minilm_tokenizer.save_pretrained(raw)
-    transformer = Transformer(str(raw))
-    SentenceTransformer(modules=[transformer, Pooling(32, "mean")]).save(str(tmp_path / "bi"))
-    assert base_model_kind(tmp_path / "bi") == "bi-encoder"
-    assert base_model_kind(raw) == "encoder"
+    BertModel(config).save_pretrained(root / "raw")
+    minilm_tokenizer.save_pretrained(root / "raw")
+    SentenceTransformer(modules=[Transformer(str(root / "raw")), Pooling(32, "mean")]).save(str(root / "bi"))
+    return root / "bi", root / "raw"
 
-    base = build_cross_encoder(tmp_path / "bi", max_length=32, seed=0)
-    assert base.kind == "bi-encoder"
+
+def test_bi_encoder_base_gets_a_mean_pooled_dense_head(tiny_bi_encoder):
+    from sentence_transformers.base.modules import Dense
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    bi, raw = tiny_bi_encoder
+    assert base_model_kind(bi) == "bi-encoder"
+    assert base_model_kind(raw) == "encoder"
+    base = build_cross_encoder(bi, max_length=32, seed=0, head="dense")
+    assert (base.kind, base.head) == ("bi-encoder", "dense")
     modules = list(base.model)
     assert isinstance(modules[1], Pooling) and modules[1].pooling_mode == "mean"
     assert isinstance(modules[2], Dense) and modules[2].module_output_name == "scores"
     assert head_parameter_names(base.model) == {"2.linear.weight", "2.linear.bias"}
     scores = base.model.predict([("q", "apple"), ("q", "car")], activation_fn=None)
     assert abs(float(scores[0])) < 1.0  # a near-zero head: the first scores do not impose a random ranking
+
+
+def test_bi_encoder_base_gets_a_segment_cosine_head_that_starts_as_the_bi_encoder(tiny_bi_encoder):
+    import torch
+    from sentence_transformers.base.modules import Transformer
+
+    from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
+
+    bi, _ = tiny_bi_encoder
+    base = build_cross_encoder(bi, max_length=32, seed=0)
+    assert base.head == "cosine" and base.model.num_labels == 1
+    encoder, head = list(base.model)
+    assert isinstance(encoder, Transformer) and isinstance(head, SegmentCosineScore)
+    assert head_parameter_names(base.model) == {"1.scale", "1.bias"}
+
+    # The score is scale * cosine(mean of [CLS] query [SEP], mean of document [SEP]) + bias, from one forward pass.
+    features = base.model.tokenizer([["fresh apple", "apple pie recipe"]], return_tensors="pt")
+    with torch.no_grad():
+        tokens = encoder.model(**features).last_hidden_state[0]
+    segment = features["token_type_ids"][0].bool()
+    cosine = torch.nn.functional.cosine_similarity(tokens[~segment].mean(0), tokens[segment].mean(0), dim=0)
+    score = base.model.predict([("fresh apple", "apple pie recipe")], activation_fn=torch.nn.Identity())
+    assert float(score[0]) == pytest.approx(float(20 * cosine - 10), abs=1e-4)
+
+
+def test_a_cosine_head_model_loads_in_the_ranker_and_other_heads_are_refused(tmp_path, tiny_bi_encoder):
+    from haystack import Document
+    from torch.nn import Identity
+
+    from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+    from haystack_integrations.components.rankers.crossencoder.model_loading import uses_only_known_heads
+
+    bi, _ = tiny_bi_encoder
+    base = build_cross_encoder(bi, max_length=32, seed=0)
+    base.model.save(str(tmp_path / "ce"))
+    assert uses_only_known_heads(tmp_path / "ce")
+    documents = [Document(content="apple pie"), Document(content="a red truck")]
+    expected = base.model.predict([("apple", d.content) for d in documents], activation_fn=Identity())
+    ranked = CrossEncoderRanker(model=str(tmp_path / "ce"), activation="identity").run(
+        query="apple", documents=documents
+    )
+    assert sorted(d.score for d in ranked["documents"]) == pytest.approx(sorted(expected.tolist()), abs=1e-5)
+
+    (tmp_path / "ce" / "modeling_evil.py").write_text("raise SystemExit('never run')\n")
+    assert not uses_only_known_heads(tmp_path / "ce")  # code in the directory: no automatic trust
+    with pytest.raises(ValueError, match="head must be one of"):
+        build_cross_encoder(bi, head="linear")
 
 
 def test_bad_arguments_fail_fast_and_name_the_parameter(tmp_path, toy_files, tiny_model_path):

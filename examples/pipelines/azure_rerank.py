@@ -14,39 +14,26 @@ The same pipelines as YAML: azure_openai_ai_search_cross_encoder.yaml, azure_ai_
 (This file is not called azure.py: a script of that name would hide the `azure` SDK package from itself.)
 """
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 from haystack import Document
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-from crossencoder_haystack.pipelines import (
-    DEFAULT_RANKER_MODEL,
-    build_indexing_pipeline,
-    build_rerank_pipeline,
-    pipeline_inputs,
-)
+from crossencoder_haystack.pipelines import build_rerank_pipeline, pipeline_inputs
 
-HERE = Path(__file__).resolve().parent
-
-
-def sample_documents() -> list[Document]:
-    lines = (HERE / "documents.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Document(content=row["content"], meta={"title": row["title"]}) for row in map(json.loads, lines)]
+sys.path.append(str(Path(__file__).resolve().parent))
+from _common import argument_parser, index_samples
 
 
 def main(argv: list[str] | None = None) -> list[Document]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("query")
+    parser = argument_parser(__doc__, top_k=10)
     parser.add_argument("--embedder", choices=["azure_openai", "azure_ai_inference"], default="azure_openai")
     parser.add_argument("--embedding-model", help="deployment (Azure OpenAI) or model name (default: -3-large)")
     parser.add_argument("--dimensions", type=int, help="embedding size to ask for (default: the model's, 3072)")
-    parser.add_argument("--ranker-model", default=DEFAULT_RANKER_MODEL, help="cross-encoder directory or hub id")
     parser.add_argument("--in-memory", action="store_true", help="retrieve from memory instead of Azure AI Search")
     parser.add_argument("--index-samples", action="store_true", help="embed and write documents.jsonl first")
     parser.add_argument("--index-name", default="rerank", help="the Azure AI Search index")
-    parser.add_argument("--top-k", type=int, default=10)
     args = parser.parse_args(argv)
 
     if args.in_memory:
@@ -57,10 +44,7 @@ def main(argv: list[str] | None = None) -> list[Document]:
         store = AzureAISearchDocumentStore(index_name=args.index_name, embedding_dimension=args.dimensions or 3072)
     embedder_kwargs = {"dimensions": args.dimensions} if args.dimensions else {}
     if args.in_memory or args.index_samples:
-        indexing = build_indexing_pipeline(
-            store, args.embedding_model, embedder=args.embedder, embedder_kwargs=embedder_kwargs
-        )
-        indexing.run({"embedder": {"documents": sample_documents()}})
+        index_samples(store, args.embedding_model, embedder=args.embedder, embedder_kwargs=embedder_kwargs)
 
     pipeline = build_rerank_pipeline(
         embedder=args.embedder,

@@ -11,40 +11,26 @@ Environment: COHERE_API_KEY.
 The same pipelines as YAML: offline_cohere_with_fallback.yaml, offline_cohere.yaml.
 """
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
-from haystack import Document
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-from crossencoder_haystack.pipelines import (
-    DEFAULT_RANKER_MODEL,
-    build_indexing_pipeline,
-    build_rerank_pipeline,
-    pipeline_inputs,
-)
+from crossencoder_haystack.pipelines import build_rerank_pipeline, pipeline_inputs
 
-HERE = Path(__file__).resolve().parent
-
-
-def sample_documents() -> list[Document]:
-    lines = (HERE / "documents.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Document(content=row["content"], meta={"title": row["title"]}) for row in map(json.loads, lines)]
+sys.path.append(str(Path(__file__).resolve().parent))
+from _common import argument_parser, index_samples
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("query")
-    parser.add_argument("--ranker-model", default=DEFAULT_RANKER_MODEL, help="the fallback cross-encoder")
+    parser = argument_parser(__doc__, top_k=3, ranker_model_help="the fallback cross-encoder")
     parser.add_argument("--cohere-timeout", type=float, default=10.0, help="seconds before the fallback ranks")
     parser.add_argument("--cohere-url", default="https://api.cohere.com", help="the Cohere API's base URL")
     parser.add_argument("--cohere-only", action="store_true", help="rerank with Cohere alone, no fallback")
-    parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args(argv)
 
     store = InMemoryDocumentStore(embedding_similarity_function="cosine")
-    build_indexing_pipeline(store).run({"embedder": {"documents": sample_documents()}})
+    index_samples(store)
     pipeline = build_rerank_pipeline(
         ranker="cohere" if args.cohere_only else "cohere_with_fallback",
         document_store=store,

@@ -9,41 +9,27 @@
 pipeline in Python; the YAML names its models by hub id, so they must be downloadable or in the local HF cache.
 """
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 from haystack import Document, Pipeline
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-from crossencoder_haystack.pipelines import (
-    DEFAULT_INDEX_NAME,
-    DEFAULT_RANKER_MODEL,
-    build_indexing_pipeline,
-    build_rerank_pipeline,
-    pipeline_inputs,
-)
+from crossencoder_haystack.pipelines import DEFAULT_INDEX_NAME, build_rerank_pipeline, pipeline_inputs
 
-HERE = Path(__file__).resolve().parent
-
-
-def sample_documents() -> list[Document]:
-    lines = (HERE / "documents.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Document(content=row["content"], meta={"title": row["title"]}) for row in map(json.loads, lines)]
+sys.path.append(str(Path(__file__).resolve().parent))
+from _common import HERE, argument_parser, index_samples
 
 
 def main(argv: list[str] | None = None) -> list[Document]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("query")
-    parser.add_argument("--ranker-model", default=DEFAULT_RANKER_MODEL, help="cross-encoder directory or hub id")
+    parser = argument_parser(__doc__, top_k=3)
     parser.add_argument("--hybrid", action="store_true", help="also retrieve with BM25, joined by rank fusion")
     parser.add_argument("--from-yaml", action="store_true", help="load the pipeline from its YAML file")
-    parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args(argv)
 
     # The pipelines' default store is the in-memory index "rerank": index there and the YAML pipeline sees it too.
     store = InMemoryDocumentStore(index=DEFAULT_INDEX_NAME, embedding_similarity_function="cosine")
-    build_indexing_pipeline(store).run({"embedder": {"documents": sample_documents()}})
+    index_samples(store)
 
     if args.from_yaml:
         name = "offline_hybrid_cross_encoder" if args.hybrid else "offline_cross_encoder"

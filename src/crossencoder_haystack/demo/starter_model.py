@@ -306,6 +306,7 @@ def build_starter_model(
             "ranking": {"max_length": RANKING_MAX_LENGTH, "overlap_tokens": OVERLAP_TOKENS},
         }
         (building / STARTER_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _point_model_card_at(building, output)
         shutil.rmtree(output, ignore_errors=True)
         output.parent.mkdir(parents=True, exist_ok=True)
         building.replace(output)
@@ -313,6 +314,13 @@ def build_starter_model(
         shutil.rmtree(building, ignore_errors=True)
     console.print(f"Starter model built in {seconds / 60:.1f} min and cached in {escape(str(output))}.")
     return StarterBuild(output, seconds, result.steps, labelled, len(rows) - labelled)
+
+
+def _point_model_card_at(building: Path, output: Path) -> None:
+    """The model card names the directory it was saved in; make it name where the model ends up."""
+    card = building / "README.md"
+    if card.is_file():
+        card.write_text(card.read_text(encoding="utf-8").replace(str(building), str(output)), encoding="utf-8")
 
 
 def _passage_key(passage: Document) -> str:

@@ -8,9 +8,9 @@ time.
 
 `score_batch` receives the batch's jobs as an iterator and yields one result (or exception: that job fails, the
 others do not) per job it took, in order. The iterator leaves out jobs abandoned by the time they are reached, and
-each result is delivered as soon as it is yielded, so a scorer that goes job by job (as `ServedModel.rank_batch`
-does) never makes a request wait for the rest of its batch, and one that scores several jobs in one model call can
-take them all first. Jobs need a `size` (documents) for the batch budget.
+each result is delivered as soon as it is yielded: a scorer that goes job by job never makes a request wait for the
+rest of its batch, and one that scores several jobs in one model call (as `ServedModel.rank_batch` does, so the
+jobs' pairs share padded batches) takes them all first. Jobs need a `size` (documents) for the batch budget.
 """
 
 import asyncio

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="How long the model worker waits for more requests to batch (default: %(default)s).",
     )
     limits.add_argument(
+        "--max-batch-documents",
+        type=int,
+        default=_DEFAULTS.max_batch_documents,
+        help="A batch closes once its requests hold this many documents; 1 scores one request at a time "
+        "(default: %(default)s).",
+    )
+    limits.add_argument(
         "--max-queue",
         type=int,
         default=_DEFAULTS.max_queue,
@@ -85,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
             request_timeout=args.request_timeout,
             max_queue=args.max_queue,
             batch_window_ms=args.batch_window_ms,
+            max_batch_documents=args.max_batch_documents,
         )
     except ValueError as error:
         raise SystemExit(f"rerank serve: {error}") from None

@@ -137,30 +137,59 @@ class ServedModel:
         :param job: The query and texts to rank.
         :returns: One `RankedText` per text.
         """
+        return self.rank_many([job])[0]
+
+    def rank_many(self, jobs: Sequence[RerankJob]) -> list[list[RankedText]]:
+        """
+        Ranks several jobs with shared model batches (jobs alike in `long_texts` and `raw_scores` are scored in
+        one model call); each job's result is what `rank` returns for it.
+
+        :param jobs: The jobs.
+        :returns: One list of `RankedText` per job, in the order of `jobs`.
+        """
         self.warm_up()
-        texts = list(job.texts)
-        if job.max_tokens_per_text is not None:
-            texts = truncate_to_tokens(texts, self._tokenizer, job.max_tokens_per_text)
-        documents = [Document(id=str(index), content=text) for index, text in enumerate(texts)]
-        ranker = self._splitting if job.long_texts == "split" else self._truncating_ranker()
-        ranked = ranker.run(
-            query=job.query,
-            documents=documents,
-            top_k=len(documents),
-            activation="identity" if job.raw_scores else "sigmoid",
-        )["documents"]
-        return [_ranked_text(document) for document in ranked]
+        results: list[list[RankedText]] = [[] for _ in jobs]
+        groups: dict[tuple[LongTexts, bool], list[int]] = {}
+        for position, job in enumerate(jobs):
+            groups.setdefault((job.long_texts, job.raw_scores), []).append(position)
+        for (long_texts, raw_scores), positions in groups.items():
+            ranker = self._splitting if long_texts == "split" else self._truncating_ranker()
+            documents = [self._documents(jobs[position]) for position in positions]
+            ranked = ranker.run_batch(
+                queries=[jobs[position].query for position in positions],
+                documents=documents,
+                top_k=max(1, *(len(docs) for docs in documents)),
+                activation="identity" if raw_scores else "sigmoid",
+            )["documents"]
+            for position, ranked_documents in zip(positions, ranked, strict=True):
+                results[position] = [_ranked_text(document) for document in ranked_documents]
+        return results
 
     def rank_batch(self, jobs: Iterable[RerankJob]) -> Iterator[list[RankedText] | Exception]:
         """
-        Ranks jobs one after the other, yielding each result as soon as it is ready; a job that fails yields its
-        exception and does not fail the others. This is the `score_batch` of the service's `DynamicBatcher`.
+        The `score_batch` of the service's `DynamicBatcher`: takes every job of the batch, scores them together
+        with `rank_many` and yields one result per job. If the shared call fails, each job is retried alone, so a
+        job that fails yields its exception without failing the others.
         """
-        for job in jobs:
-            try:
-                yield self.rank(job)
-            except Exception as error:
-                yield error
+        taken = list(jobs)
+        if not taken:
+            return
+        try:
+            results: list[list[RankedText] | Exception] = list(self.rank_many(taken))
+        except Exception:
+            results = []
+            for job in taken:
+                try:
+                    results.append(self.rank(job))
+                except Exception as error:
+                    results.append(error)
+        yield from results
+
+    def _documents(self, job: RerankJob) -> list[Document]:
+        texts = list(job.texts)
+        if job.max_tokens_per_text is not None:
+            texts = truncate_to_tokens(texts, self._tokenizer, job.max_tokens_per_text)
+        return [Document(id=str(index), content=text) for index, text in enumerate(texts)]
 
     def _truncating_ranker(self) -> CrossEncoderRanker:
         with self._lock:

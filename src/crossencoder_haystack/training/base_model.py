@@ -1,12 +1,18 @@
 """The model a fine-tuning run starts from: a cross-encoder (kept with its head), or an encoder that gets a new head.
 
-An encoder or bi-encoder (such as the bundled all-MiniLM-L6-v2) becomes
-`Transformer -> Pooling(mean) -> Dense(hidden -> 1, "scores")`: the head reads the mean-pooled token embeddings,
-which is what a sentence-embedding model was trained to produce. The alternative, Hugging Face's
-`...ForSequenceClassification` head, reads the [CLS] pooler, which mean-pooling bi-encoders never trained (its
-weights are leftovers from masked-language-model pre-training), and learned far slower here. The new head starts
-near zero (std 0.01, seeded): the first updates do not fight a random ranking, yet scores are never exactly tied
-(a tie would flatter the evaluator, which lists positives first).
+An encoder or bi-encoder (such as the bundled all-MiniLM-L6-v2) gets one of two heads:
+
+- `"cosine"` (the default when the tokenizer marks segments with token types, as BERT's does):
+  `Transformer -> SegmentCosineScore`, the cosine of the mean-pooled query and document segments of the joint
+  forward pass, times a learned scale, plus a learned bias. Before any training it already ranks about like the
+  bi-encoder (nDCG@10 0.58 on 50 SciFact test queries, BM25 top-20, against 0.25-0.39 for the dense head after
+  40 steps), so fine-tuning improves a working ranker instead of first escaping a constant-prediction plateau.
+- `"dense"`: `Transformer -> Pooling(mean) -> Dense(hidden -> 1, "scores")`, a linear head on the mean-pooled
+  pair, started near zero (std 0.01, seeded) so scores are never exactly tied. It has to learn query-document
+  interaction from nothing: on this CPU the loss began to fall only after ~90 steps of batch 32.
+
+Hugging Face's `...ForSequenceClassification` head is not used: it reads the [CLS] pooler, which mean-pooling
+bi-encoders never trained, and learned slower still.
 """
 
 import json
@@ -15,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 BaseModelKind = Literal["cross-encoder", "bi-encoder", "encoder"]
+Head = Literal["auto", "cosine", "dense"]
+HEADS: tuple[str, ...] = ("auto", "cosine", "dense")
 
 _LEGACY_POOLING_KEYS = {
     "pooling_mode_mean_tokens": "mean",
@@ -31,6 +39,7 @@ class BaseModel:
     model: Any
     source: str
     kind: BaseModelKind
+    head: str = "kept"  # "cosine", "dense", or "kept" for a cross-encoder's own head
 
 
 def base_model_kind(path: Path) -> BaseModelKind:
@@ -46,7 +55,9 @@ def base_model_kind(path: Path) -> BaseModelKind:
     return "encoder"
 
 
-def build_cross_encoder(base_model: str | Path | None = None, max_length: int = 128, seed: int = 42) -> BaseModel:
+def build_cross_encoder(
+    base_model: str | Path | None = None, max_length: int = 128, seed: int = 42, head: Head = "auto"
+) -> BaseModel:
     """
     Build a trainable CrossEncoder.
 
@@ -54,8 +65,14 @@ def build_cross_encoder(base_model: str | Path | None = None, max_length: int = 
         or a hub id when the hub is reachable. None uses the bundled all-MiniLM-L6-v2 bi-encoder.
     :param max_length: Maximum tokens per (query, document) pair; longer pairs are truncated.
     :param seed: Seeds the new head (for reproducible runs).
+    :param head: The new head of an encoder: `"cosine"`, `"dense"`, or `"auto"` (cosine when the tokenizer returns
+        token type ids, else dense). A cross-encoder keeps its own head.
     :raises ModelNotAvailableError: If the model is neither a local directory nor reachable on the hub.
+    :raises ValueError: If `head` is unknown, or `"cosine"` for a tokenizer without token type ids.
     """
+    if head not in HEADS:
+        msg = f"head must be one of {', '.join(HEADS)}, got {head!r}."
+        raise ValueError(msg)
     import torch
     from sentence_transformers import CrossEncoder
     from sentence_transformers.base.modules import Dense, Transformer
@@ -64,7 +81,9 @@ def build_cross_encoder(base_model: str | Path | None = None, max_length: int = 
     from haystack_integrations.components.rankers.crossencoder.model_loading import (
         ModelNotAvailableError,
         hub_is_reachable,
+        load_cross_encoder,
     )
+    from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
 
     if base_model is None:
         from crossencoder_haystack.bundled_model import bundled_minilm_path
@@ -87,16 +106,28 @@ def build_cross_encoder(base_model: str | Path | None = None, max_length: int = 
     kind: BaseModelKind = base_model_kind(path) if local else "cross-encoder"
     torch.manual_seed(seed)
     if kind == "cross-encoder":
-        model = CrossEncoder(source, max_length=max_length, local_files_only=local, device="cpu")
+        model = load_cross_encoder(source, max_length=max_length, device="cpu")
         if model.num_labels != 1:
             msg = f"base_model {source!r} has {model.num_labels} output labels; a reranker needs exactly 1."
             raise ValueError(msg)
         return BaseModel(model, source, kind)
 
     transformer = Transformer(source, max_seq_length=max_length, model_kwargs={"local_files_only": local})
+    transformer.model.config.num_labels = 1  # sentence-transformers reads the number of scores from here
+    segments = "token_type_ids" in transformer.tokenizer("query", "document")
+    if head == "cosine" and not segments:
+        msg = (
+            f"head='cosine' needs a tokenizer that returns token_type_ids; {source!r} does not. "
+            "Use head='dense' (or 'auto')."
+        )
+        raise ValueError(msg)
+    if head == "cosine" or (head == "auto" and segments):
+        return BaseModel(
+            CrossEncoder(modules=[transformer, SegmentCosineScore()], device="cpu"), source, kind, "cosine"
+        )
     dimension = transformer.get_embedding_dimension()
     pooling = Pooling(dimension, pooling_mode=_pooling_mode(path) if kind == "bi-encoder" else "mean")
-    head = Dense(
+    dense = Dense(
         pooling.get_embedding_dimension(),
         1,
         activation_function=None,
@@ -104,17 +135,19 @@ def build_cross_encoder(base_model: str | Path | None = None, max_length: int = 
         init_bias=torch.zeros(1),
         module_output_name="scores",
     )
-    model = CrossEncoder(modules=[transformer, pooling, head], device="cpu")
-    return BaseModel(model, source, kind)
+    model = CrossEncoder(modules=[transformer, pooling, dense], device="cpu")
+    return BaseModel(model, source, kind, "dense")
 
 
 def head_parameter_names(model: Any) -> set[str]:
     """Names of the parameters of the scoring head (trained with a larger learning rate)."""
     from sentence_transformers.base.modules import Dense
 
+    from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
+
     names = set()
     for module_name, module in model.named_children():
-        if isinstance(module, Dense):
+        if isinstance(module, (Dense, SegmentCosineScore)):
             names.update(f"{module_name}.{name}" for name, _ in module.named_parameters())
     for name, _ in model.named_parameters():
         if ".classifier." in name or name.endswith(("classifier.weight", "classifier.bias")):

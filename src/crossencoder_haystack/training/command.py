@@ -25,8 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
-    parser.add_argument("--head-lr", type=float, default=1e-3, help="scoring-head learning rate")
+    parser.add_argument(
+        "--head",
+        choices=["auto", "cosine", "dense"],
+        default="auto",
+        help="new head of a bi-encoder or encoder: cosine of the query and document segments (auto: when the "
+        "tokenizer marks segments) or dense on the mean-pooled pair; a cross-encoder keeps its own",
+    )
+    parser.add_argument("--lr", type=float, help="encoder learning rate (default: the head's recipe)")
+    parser.add_argument("--head-lr", type=float, help="scoring-head learning rate (default: the head's recipe)")
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--max-length", type=int, default=128, help="max tokens per (query, document) pair")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall-clock budget")
@@ -69,6 +76,7 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.lr,
         head_learning_rate=args.head_lr,
+        head=args.head,
         warmup_ratio=args.warmup_ratio,
         max_length=args.max_length,
         seed=args.seed,

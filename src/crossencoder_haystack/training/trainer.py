@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossencoder_haystack.training.base_model import build_cross_encoder, head_parameter_names
+from crossencoder_haystack.training.base_model import Head, build_cross_encoder, head_parameter_names
 from crossencoder_haystack.training.data import DataShape, TrainingData, load_training_data
 from crossencoder_haystack.training.losses import choose_loss
 from crossencoder_haystack.training.model_card import write_model_card
@@ -36,6 +36,21 @@ class TrainingResult:
     best_checkpoint_step: int | None = None
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Peak learning rates that worked for a head (see benchmarks/results/train_scifact.md)."""
+
+    learning_rate: float
+    head_learning_rate: float
+
+
+RECIPES: dict[str, Recipe] = {
+    "cosine": Recipe(learning_rate=5e-5, head_learning_rate=1e-2),
+    "dense": Recipe(learning_rate=1e-4, head_learning_rate=1e-3),
+    "kept": Recipe(learning_rate=1e-4, head_learning_rate=1e-3),
+}
+
+
 def train(
     data: Any,
     output: str | Path,
@@ -48,8 +63,9 @@ def train(
     epochs: float = 1.0,
     max_steps: int | None = None,
     batch_size: int = 32,
-    learning_rate: float = 1e-4,
-    head_learning_rate: float = 1e-3,
+    learning_rate: float | None = None,
+    head_learning_rate: float | None = None,
+    head: Head = "auto",
     warmup_ratio: float = 0.1,
     max_length: int = 128,
     seed: int = 42,
@@ -97,8 +113,10 @@ def train(
     :param epochs: Passes over the training data (ignored when `max_steps` is set).
     :param max_steps: Optimizer steps to train for; None trains for `epochs`.
     :param batch_size: Rows per step (pairs, triplets or lists).
-    :param learning_rate: Peak learning rate of the encoder.
-    :param head_learning_rate: Peak learning rate of the scoring head (a new head needs a larger one).
+    :param learning_rate: Peak learning rate of the encoder; None uses the recipe of the head (`RECIPES`).
+    :param head_learning_rate: Peak learning rate of the scoring head; None uses the recipe of the head.
+    :param head: The new head of an encoder or bi-encoder: `"auto"` (cosine when the tokenizer marks segments,
+        as BERT's does), `"cosine"` or `"dense"`; see `build_cross_encoder`. A cross-encoder keeps its head.
     :param warmup_ratio: Share of the steps spent warming the learning rate up from 0.
     :param max_length: Maximum tokens of a (query, document) pair; longer pairs are truncated.
     :param seed: Seed for the head, data order and dropout: the same seed gives the same weights on CPU.
@@ -110,8 +128,9 @@ def train(
     :returns: A `TrainingResult` with the output directory, loss, activation and before/after metrics.
     """
     _check_positive("batch_size", batch_size)
-    _check_positive("learning_rate", learning_rate)
-    _check_positive("head_learning_rate", head_learning_rate)
+    for name, value in (("learning_rate", learning_rate), ("head_learning_rate", head_learning_rate)):
+        if value is not None:
+            _check_positive(name, value)
     _check_positive("max_length", max_length)
     if max_steps is not None:
         _check_positive("max_steps", max_steps)
@@ -135,8 +154,11 @@ def train(
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
     transformers.set_seed(seed)
-    base = build_cross_encoder(base_model, max_length=max_length, seed=seed)
+    base = build_cross_encoder(base_model, max_length=max_length, seed=seed, head=head)
     model = base.model
+    recipe = RECIPES[base.head]
+    learning_rate = recipe.learning_rate if learning_rate is None else learning_rate
+    head_learning_rate = recipe.head_learning_rate if head_learning_rate is None else head_learning_rate
     choice = choose_loss(model, train_data, loss, mini_batch_size=mini_batch_size)
     model.activation_fn = torch.nn.Sigmoid() if choice.activation == "sigmoid" else torch.nn.Identity()
 
@@ -210,9 +232,9 @@ def train(
 
     best = trainer.state.best_model_checkpoint
     if interrupted and best:
-        from sentence_transformers import CrossEncoder
+        from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
 
-        model = CrossEncoder(best, device="cpu", activation_fn=model.activation_fn)
+        model = load_cross_encoder(best, device="cpu", activation_fn=model.activation_fn)
     model.activation_fn = torch.nn.Sigmoid() if choice.activation == "sigmoid" else torch.nn.Identity()
     after = _metrics(evaluator(model)) if evaluator and (best or not interrupted) else {}
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -234,6 +256,7 @@ def train(
     hyper_parameters = {
         "base_model": base.source,
         "base_model_kind": base.kind,
+        "head": base.head,
         "epochs": epochs,
         "max_steps": max_steps,
         "batch_size": batch_size,

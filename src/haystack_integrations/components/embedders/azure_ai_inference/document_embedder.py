@@ -1,27 +1,25 @@
 from dataclasses import replace
 from typing import Any
 
-from azure.ai.inference import EmbeddingsClient
-from azure.ai.inference.aio import EmbeddingsClient as AsyncEmbeddingsClient
+from azure.ai.inference.models import EmbeddingsResult
 from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
-from haystack import Document, component, default_from_dict, default_to_dict, logging
+from haystack import Document, component, logging
 from haystack.utils import Secret
 from tqdm import tqdm
 
+from haystack_integrations.components.embedders.azure_ai_inference.base import EmbedderBase
 from haystack_integrations.components.embedders.azure_ai_inference.client import (
     API_KEY_ENV_VAR,
     ENDPOINT_ENV_VAR,
     AzureAIInferenceEmbeddingError,
-    ServiceConnection,
-    validate_settings,
 )
 
 logger = logging.getLogger(__name__)
 
 
 @component
-class AzureAIInferenceDocumentEmbedder:
+class AzureAIInferenceDocumentEmbedder(EmbedderBase):
     """
     Computes document embeddings with a model deployed behind an Azure AI Inference endpoint.
 
@@ -110,15 +108,19 @@ class AzureAIInferenceDocumentEmbedder:
         :param api_version:
             The Azure AI Inference API version. None: the SDK's default.
         """
-        validate_settings(
-            owner=type(self).__name__,
+        EmbedderBase.__init__(
+            self,
             endpoint=endpoint,
             api_key=api_key,
             credential=credential,
+            model=model,
             dimensions=dimensions,
             input_type=input_type,
+            prefix=prefix,
+            suffix=suffix,
             timeout=timeout,
             max_retries=max_retries,
+            api_version=api_version,
         )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"{type(self).__name__}: 'batch_size' must be a positive integer, got {batch_size!r}.")
@@ -127,105 +129,20 @@ class AzureAIInferenceDocumentEmbedder:
                 f"{type(self).__name__}: 'meta_fields_to_embed' must be a list of meta field names (strings), "
                 f"got {meta_fields_to_embed!r}."
             )
-        self.endpoint = endpoint
-        self.api_key = api_key
-        self.credential = credential
-        self.model = model
-        self.dimensions = dimensions
-        self.input_type = input_type
-        self.prefix = prefix
-        self.suffix = suffix
         self.batch_size = batch_size
         self.progress_bar = progress_bar
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
-        self.timeout = timeout
-        self.max_retries = max_retries
         self.raise_on_failure = raise_on_failure
-        self.api_version = api_version
 
-        self.client: EmbeddingsClient | None = None
-        self.async_client: AsyncEmbeddingsClient | None = None
-
-    def _connection(self) -> ServiceConnection:
-        return ServiceConnection(
-            owner=type(self).__name__,
-            endpoint=self.endpoint,
-            api_key=self.api_key,
-            credential=self.credential,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            api_version=self.api_version,
-        )
-
-    def warm_up(self) -> None:
-        """
-        Creates the synchronous client (once). Raises a `ValueError` naming the environment variable to set when
-        the endpoint or the key cannot be resolved.
-        """
-        if self.client is None:
-            self.client = self._connection().client()
-
-    async def warm_up_async(self) -> None:
-        """
-        Creates the asynchronous client (once), on the event loop that `run_async` will use.
-        """
-        if self.async_client is None:
-            self.async_client = self._connection().async_client()
-
-    def close(self) -> None:
-        """
-        Releases the synchronous client.
-        """
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    async def close_async(self) -> None:
-        """
-        Releases the asynchronous client.
-        """
-        if self.async_client is not None:
-            await self.async_client.close()
-            self.async_client = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary. The `credential` is not serialized.
-
-        :returns:
-            Dictionary with serialized data.
-        """
-        return default_to_dict(
-            self,
-            endpoint=self.endpoint,
-            api_key=self.api_key,
-            model=self.model,
-            dimensions=self.dimensions,
-            input_type=self.input_type,
-            prefix=self.prefix,
-            suffix=self.suffix,
-            batch_size=self.batch_size,
-            progress_bar=self.progress_bar,
-            meta_fields_to_embed=self.meta_fields_to_embed,
-            embedding_separator=self.embedding_separator,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            raise_on_failure=self.raise_on_failure,
-            api_version=self.api_version,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AzureAIInferenceDocumentEmbedder":
-        """
-        Deserializes the component from a dictionary.
-
-        :param data:
-            Dictionary to deserialize from.
-        :returns:
-            Deserialized component.
-        """
-        return default_from_dict(cls, data)
+    def _own_init_parameters(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "progress_bar": self.progress_bar,
+            "meta_fields_to_embed": self.meta_fields_to_embed,
+            "embedding_separator": self.embedding_separator,
+            "raise_on_failure": self.raise_on_failure,
+        }
 
     def _check_input(self, documents: Any) -> None:
         if not isinstance(documents, list) or not all(isinstance(document, Document) for document in documents):
@@ -247,39 +164,6 @@ class AzureAIInferenceDocumentEmbedder:
         texts = [self._text_to_embed(document) for document in documents]
         return [(start, texts[start : start + self.batch_size]) for start in range(0, len(texts), self.batch_size)]
 
-    def _parameters(self) -> dict[str, Any]:
-        return {"model": self.model, "dimensions": self.dimensions, "input_type": self.input_type}
-
-    def _skip_failed_batch(self, error: AzureAIInferenceEmbeddingError, documents: list[Document]) -> None:
-        if self.raise_on_failure:
-            raise error
-        logger.warning(
-            "Documents {ids} are returned without embeddings: {error}",
-            ids=", ".join(document.id for document in documents),
-            error=str(error),
-        )
-
-    @staticmethod
-    def _collect(result: Any, start: int, embeddings: list[list[float] | None], meta: dict[str, Any]) -> None:
-        for offset, item in enumerate(sorted(result.data, key=lambda item: item.index)):
-            embeddings[start + offset] = list(item.embedding)
-        meta["model"] = result.model
-        meta["usage"]["prompt_tokens"] += result.usage.prompt_tokens
-        meta["usage"]["total_tokens"] += result.usage.total_tokens
-
-    @staticmethod
-    def _embedded_copies(documents: list[Document], embeddings: list[list[float] | None]) -> list[Document]:
-        copies = []
-        for document, embedding in zip(documents, embeddings, strict=True):
-            changes: dict[str, Any] = {"meta": dict(document.meta)}
-            if embedding is not None:
-                changes["embedding"] = embedding
-            copies.append(replace(document, **changes))
-        return copies
-
-    def _progress(self, total: int) -> tqdm:
-        return tqdm(total=total, disable=not self.progress_bar, desc="Calculating embeddings", unit="doc")
-
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     def run(self, documents: list[Document]) -> dict[str, Any]:
         """
@@ -296,21 +180,14 @@ class AzureAIInferenceDocumentEmbedder:
         :raises AzureAIInferenceEmbeddingError: If a batch fails after the retries and `raise_on_failure` is True.
         """
         self._check_input(documents)
-        self.warm_up()
-        assert self.client is not None  # built by warm_up above
-        connection = self._connection()
-        embeddings: list[list[float] | None] = [None] * len(documents)
-        meta: dict[str, Any] = {"model": self.model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
-        with self._progress(len(documents)) as progress:
+        client, connection = self._warm_client(), self._connection()
+        with _Gathered(self, documents) as gathered:
             for start, texts in self._batches(documents):
                 try:
-                    result = connection.embed(self.client, texts, **self._parameters())
+                    gathered.add(start, connection.embed(client, texts, **self._parameters()))
                 except AzureAIInferenceEmbeddingError as error:
-                    self._skip_failed_batch(error, documents[start : start + len(texts)])
-                else:
-                    self._collect(result, start, embeddings, meta)
-                progress.update(len(texts))
-        return {"documents": self._embedded_copies(documents, embeddings), "meta": meta}
+                    gathered.skip(start, texts, error)
+        return gathered.output()
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     async def run_async(self, documents: list[Document]) -> dict[str, Any]:
@@ -320,26 +197,62 @@ class AzureAIInferenceDocumentEmbedder:
         :param documents:
             The documents to embed.
         :returns:
-            A dictionary with the following keys:
-            - `documents`: Copies of the documents, in input order, with `embedding` set
-              (left as it was for documents of a failed batch when `raise_on_failure=False`).
-            - `meta`: The `model` that answered and the summed token `usage`.
+            The same dictionary as `run`: the embedded copies of the `documents` and the `meta` of the answers.
         :raises TypeError: If `documents` is not a list of Documents.
         :raises AzureAIInferenceEmbeddingError: If a batch fails after the retries and `raise_on_failure` is True.
         """
         self._check_input(documents)
-        await self.warm_up_async()
-        assert self.async_client is not None  # built by warm_up_async above
-        connection = self._connection()
-        embeddings: list[list[float] | None] = [None] * len(documents)
-        meta: dict[str, Any] = {"model": self.model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
-        with self._progress(len(documents)) as progress:
+        client, connection = await self._warm_async_client(), self._connection()
+        with _Gathered(self, documents) as gathered:
             for start, texts in self._batches(documents):
                 try:
-                    result = await connection.embed_async(self.async_client, texts, **self._parameters())
+                    gathered.add(start, await connection.embed_async(client, texts, **self._parameters()))
                 except AzureAIInferenceEmbeddingError as error:
-                    self._skip_failed_batch(error, documents[start : start + len(texts)])
-                else:
-                    self._collect(result, start, embeddings, meta)
-                progress.update(len(texts))
-        return {"documents": self._embedded_copies(documents, embeddings), "meta": meta}
+                    gathered.skip(start, texts, error)
+        return gathered.output()
+
+
+class _Gathered:
+    """What one run gathers batch by batch: the embeddings, the summed token usage and the progress bar."""
+
+    def __init__(self, embedder: AzureAIInferenceDocumentEmbedder, documents: list[Document]) -> None:
+        self.embedder = embedder
+        self.documents = documents
+        self.embeddings: list[list[float] | None] = [None] * len(documents)
+        self.meta: dict[str, Any] = {"model": embedder.model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        self.progress = tqdm(
+            total=len(documents), disable=not embedder.progress_bar, desc="Calculating embeddings", unit="doc"
+        )
+
+    def __enter__(self) -> "_Gathered":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.close()
+
+    def add(self, start: int, result: EmbeddingsResult) -> None:
+        for offset, item in enumerate(sorted(result.data, key=lambda item: item.index)):
+            self.embeddings[start + offset] = list(item.embedding)
+        self.meta["model"] = result.model
+        self.meta["usage"]["prompt_tokens"] += result.usage.prompt_tokens
+        self.meta["usage"]["total_tokens"] += result.usage.total_tokens
+        self.progress.update(len(result.data))
+
+    def skip(self, start: int, texts: list[str], error: AzureAIInferenceEmbeddingError) -> None:
+        if self.embedder.raise_on_failure:
+            raise error
+        logger.warning(
+            "Documents {ids} are returned without embeddings: {error}",
+            ids=", ".join(document.id for document in self.documents[start : start + len(texts)]),
+            error=str(error),
+        )
+        self.progress.update(len(texts))
+
+    def output(self) -> dict[str, Any]:
+        copies = []
+        for document, embedding in zip(self.documents, self.embeddings, strict=True):
+            changes: dict[str, Any] = {"meta": dict(document.meta)}
+            if embedding is not None:
+                changes["embedding"] = embedding
+            copies.append(replace(document, **changes))
+        return {"documents": copies, "meta": self.meta}

@@ -1,22 +1,16 @@
 from typing import Any
 
-from azure.ai.inference import EmbeddingsClient
-from azure.ai.inference.aio import EmbeddingsClient as AsyncEmbeddingsClient
 from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
-from haystack import component, default_from_dict, default_to_dict
+from haystack import component
 from haystack.utils import Secret
 
-from haystack_integrations.components.embedders.azure_ai_inference.client import (
-    API_KEY_ENV_VAR,
-    ENDPOINT_ENV_VAR,
-    ServiceConnection,
-    validate_settings,
-)
+from haystack_integrations.components.embedders.azure_ai_inference.base import EmbedderBase
+from haystack_integrations.components.embedders.azure_ai_inference.client import API_KEY_ENV_VAR, ENDPOINT_ENV_VAR
 
 
 @component
-class AzureAIInferenceTextEmbedder:
+class AzureAIInferenceTextEmbedder(EmbedderBase):
     """
     Embeds a string (usually a query) with a model deployed behind an Azure AI Inference endpoint.
 
@@ -86,114 +80,28 @@ class AzureAIInferenceTextEmbedder:
         :param api_version:
             The Azure AI Inference API version. None: the SDK's default.
         """
-        validate_settings(
-            owner=type(self).__name__,
+        EmbedderBase.__init__(
+            self,
             endpoint=endpoint,
             api_key=api_key,
             credential=credential,
+            model=model,
             dimensions=dimensions,
             input_type=input_type,
+            prefix=prefix,
+            suffix=suffix,
             timeout=timeout,
             max_retries=max_retries,
-        )
-        self.endpoint = endpoint
-        self.api_key = api_key
-        self.credential = credential
-        self.model = model
-        self.dimensions = dimensions
-        self.input_type = input_type
-        self.prefix = prefix
-        self.suffix = suffix
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.api_version = api_version
-
-        self.client: EmbeddingsClient | None = None
-        self.async_client: AsyncEmbeddingsClient | None = None
-
-    def _connection(self) -> ServiceConnection:
-        return ServiceConnection(
-            owner=type(self).__name__,
-            endpoint=self.endpoint,
-            api_key=self.api_key,
-            credential=self.credential,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            api_version=self.api_version,
+            api_version=api_version,
         )
 
-    def warm_up(self) -> None:
-        """
-        Creates the synchronous client (once). Raises a `ValueError` naming the environment variable to set when
-        the endpoint or the key cannot be resolved.
-        """
-        if self.client is None:
-            self.client = self._connection().client()
-
-    async def warm_up_async(self) -> None:
-        """
-        Creates the asynchronous client (once), on the event loop that `run_async` will use.
-        """
-        if self.async_client is None:
-            self.async_client = self._connection().async_client()
-
-    def close(self) -> None:
-        """
-        Releases the synchronous client.
-        """
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    async def close_async(self) -> None:
-        """
-        Releases the asynchronous client.
-        """
-        if self.async_client is not None:
-            await self.async_client.close()
-            self.async_client = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary. The `credential` is not serialized.
-
-        :returns:
-            Dictionary with serialized data.
-        """
-        return default_to_dict(
-            self,
-            endpoint=self.endpoint,
-            api_key=self.api_key,
-            model=self.model,
-            dimensions=self.dimensions,
-            input_type=self.input_type,
-            prefix=self.prefix,
-            suffix=self.suffix,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            api_version=self.api_version,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AzureAIInferenceTextEmbedder":
-        """
-        Deserializes the component from a dictionary.
-
-        :param data:
-            Dictionary to deserialize from.
-        :returns:
-            Deserialized component.
-        """
-        return default_from_dict(cls, data)
-
-    def _request(self, text: Any) -> tuple[list[str], dict[str, Any]]:
+    def _texts(self, text: Any) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(
                 f"{type(self).__name__} expects a string as input, got {type(text).__name__}. "
                 "In case you want to embed a list of Documents, please use the AzureAIInferenceDocumentEmbedder."
             )
-        parameters = {"model": self.model, "dimensions": self.dimensions, "input_type": self.input_type}
-        return [self.prefix + text + self.suffix], parameters
+        return [self.prefix + text + self.suffix]
 
     @staticmethod
     def _output(result: Any) -> dict[str, Any]:
@@ -214,10 +122,9 @@ class AzureAIInferenceTextEmbedder:
         :raises TypeError: If `text` is not a string.
         :raises AzureAIInferenceEmbeddingError: If the service refuses or keeps failing the request.
         """
-        texts, parameters = self._request(text)
-        self.warm_up()
-        assert self.client is not None  # built by warm_up above
-        return self._output(self._connection().embed(self.client, texts, **parameters))
+        texts = self._texts(text)
+        client = self._warm_client()
+        return self._output(self._connection().embed(client, texts, **self._parameters()))
 
     @component.output_types(embedding=list[float], meta=dict[str, Any])
     async def run_async(self, text: str) -> dict[str, Any]:
@@ -227,13 +134,10 @@ class AzureAIInferenceTextEmbedder:
         :param text:
             The text to embed.
         :returns:
-            A dictionary with the following keys:
-            - `embedding`: The embedding of the text.
-            - `meta`: The `model` that answered and the token `usage`.
+            The same dictionary as `run`: the text's `embedding` and the `meta` of the answer.
         :raises TypeError: If `text` is not a string.
         :raises AzureAIInferenceEmbeddingError: If the service refuses or keeps failing the request.
         """
-        texts, parameters = self._request(text)
-        await self.warm_up_async()
-        assert self.async_client is not None  # built by warm_up_async above
-        return self._output(await self._connection().embed_async(self.async_client, texts, **parameters))
+        texts = self._texts(text)
+        client = await self._warm_async_client()
+        return self._output(await self._connection().embed_async(client, texts, **self._parameters()))

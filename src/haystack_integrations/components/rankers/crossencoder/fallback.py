@@ -73,31 +73,33 @@ class FallbackRanker:
 
     def warm_up(self) -> None:
         """Warms up both rankers (the fallback too, so that switching to it costs no model loading)."""
-        for ranker in (self.primary, self.fallback):
-            if hasattr(ranker, "warm_up"):
-                ranker.warm_up()
+        self._call_both("warm_up")
 
     async def warm_up_async(self) -> None:
         """Warms up both rankers without blocking the event loop (sync warm-ups run in a worker thread)."""
-        for ranker in (self.primary, self.fallback):
-            if inspect.iscoroutinefunction(getattr(ranker, "warm_up_async", None)):
-                await ranker.warm_up_async()
-            elif hasattr(ranker, "warm_up"):
-                await asyncio.to_thread(ranker.warm_up)
+        await self._call_both_async("warm_up", in_thread=True)
 
     def close(self) -> None:
         """Releases what both rankers hold, for those that have a `close` method (called by `Pipeline.close`)."""
-        for ranker in (self.primary, self.fallback):
-            if hasattr(ranker, "close"):
-                ranker.close()
+        self._call_both("close")
 
     async def close_async(self) -> None:
         """Releases what both rankers hold, with `close_async` where there is one (`Pipeline.close_async` calls it)."""
+        await self._call_both_async("close", in_thread=False)
+
+    def _call_both(self, method: str) -> None:
         for ranker in (self.primary, self.fallback):
-            if inspect.iscoroutinefunction(getattr(ranker, "close_async", None)):
-                await ranker.close_async()
-            elif hasattr(ranker, "close"):
-                ranker.close()
+            if hasattr(ranker, method):
+                getattr(ranker, method)()
+
+    async def _call_both_async(self, method: str, *, in_thread: bool) -> None:
+        """Awaits each ranker's `<method>_async`, or else calls its `<method>`, in a worker thread if `in_thread`."""
+        for ranker in (self.primary, self.fallback):
+            if inspect.iscoroutinefunction(getattr(ranker, f"{method}_async", None)):
+                await getattr(ranker, f"{method}_async")()
+            elif hasattr(ranker, method):
+                call = getattr(ranker, method)
+                await asyncio.to_thread(call) if in_thread else call()
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -146,20 +148,14 @@ class FallbackRanker:
         :raises ValueError: If `top_k` is not positive.
         :raises RuntimeError: If the fallback fails too.
         """
-        _check_top_k(top_k)
+        arguments = _ranker_arguments(query, documents, top_k)
         if not documents:
             return {"documents": [], "meta": {"ranked_by": None}}
-        arguments = _ranker_arguments(query, documents, top_k)
         primary = _in_daemon_thread(self.primary.run, arguments)
         concurrent.futures.wait([primary], timeout=self.timeout)
-        if not primary.done():
-            reason = self._timeout_reason()
-        else:
-            try:
-                return _output(_ranked_documents(primary.result()), PRIMARY, None)
-            except Exception as error:  # any failure of the primary is what the fallback is for
-                reason = _failure_reason(error)
-        self._log(reason)
+        output, reason = self._primary_output(primary)
+        if output is not None:
+            return output
         try:
             ranked = _ranked_documents(self.fallback.run(**arguments))
         except Exception as error:
@@ -183,46 +179,46 @@ class FallbackRanker:
         :raises ValueError: If `top_k` is not positive.
         :raises RuntimeError: If the fallback fails too.
         """
-        _check_top_k(top_k)
+        arguments = _ranker_arguments(query, documents, top_k)
         if not documents:
             return {"documents": [], "meta": {"ranked_by": None}}
-        arguments = _ranker_arguments(query, documents, top_k)
         primary = asyncio.ensure_future(_run_async(self.primary, arguments))
-        done, _ = await asyncio.wait({primary}, timeout=self.timeout)
-        if not done:
+        await asyncio.wait({primary}, timeout=self.timeout)
+        output, reason = self._primary_output(primary)
+        if output is not None:
+            return output
+        if not primary.done():
             primary.cancel()
             primary.add_done_callback(_discard_outcome)
-            reason = self._timeout_reason()
-        else:
-            try:
-                return _output(_ranked_documents(primary.result()), PRIMARY, None)
-            except Exception as error:  # any failure of the primary is what the fallback is for
-                reason = _failure_reason(error)
-        self._log(reason)
         try:
             ranked = _ranked_documents(await _run_async(self.fallback, arguments))
         except Exception as error:
             raise _fallback_error(reason, error) from error
         return _output(ranked, FALLBACK, reason)
 
-    def _timeout_reason(self) -> str:
-        return f"the primary ranker took longer than timeout={self.timeout} s"
-
-    def _log(self, reason: str) -> None:
+    def _primary_output(
+        self, primary: concurrent.futures.Future | asyncio.Future
+    ) -> tuple[dict[str, Any], None] | tuple[None, str]:
+        """(the output the primary ranked, None), or else (None, why the fallback ranks instead), which is logged."""
+        if not primary.done():
+            reason = f"the primary ranker took longer than timeout={self.timeout} s"
+        else:
+            try:
+                return _output(_ranked_documents(primary.result()), PRIMARY, None), None
+            except Exception as error:  # any failure of the primary is what the fallback is for
+                reason = _failure_reason(error)
         logger.warning(
             "FallbackRanker: {reason}; ranking with the fallback {fallback}.",
             reason=reason,
             fallback=type(self.fallback).__name__,
         )
-
-
-def _check_top_k(top_k: int | None) -> None:
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
-        msg = f"top_k must be a positive integer or None (each ranker's own top_k), got {top_k!r}."
-        raise ValueError(msg)
+        return None, reason
 
 
 def _ranker_arguments(query: str, documents: list[Document], top_k: int | None) -> dict[str, Any]:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
+        msg = f"top_k must be a positive integer or None (each ranker's own top_k), got {top_k!r}."
+        raise ValueError(msg)
     arguments: dict[str, Any] = {"query": query, "documents": documents}
     if top_k is not None:
         arguments["top_k"] = top_k

@@ -4,6 +4,7 @@ Without this, an unreachable hub makes `CrossEncoder("org/name")` retry for most
 with a message that does not mention local paths.
 """
 
+import json
 import os
 import re
 import socket
@@ -16,6 +17,8 @@ from haystack import logging
 logger = logging.getLogger(__name__)
 
 _HUB_CHECK_TIMEOUT_SECONDS = 3.0
+# Module classes of this package that saved models may name in modules.json.
+KNOWN_HEADS = frozenset({"haystack_integrations.components.rankers.crossencoder.score_heads.SegmentCosineScore"})
 
 
 class ModelNotAvailableError(OSError):
@@ -86,6 +89,8 @@ def load_cross_encoder(model: str, **kwargs: Any) -> Any:
     if path.exists():
         if not path.is_dir():
             raise _not_available(model, f"{path} is a file, not a model directory")
+        if uses_only_known_heads(path):
+            kwargs = {**kwargs, "trust_remote_code": True}
         return CrossEncoder(str(path), local_files_only=True, **kwargs)
     if not looks_like_hub_id(model):
         raise _not_available(model, f"the directory {path} does not exist")
@@ -97,3 +102,22 @@ def load_cross_encoder(model: str, **kwargs: Any) -> Any:
         return CrossEncoder(model, **kwargs)
     except OSError as error:
         raise _not_available(model, str(error).splitlines()[0]) from error
+
+
+def uses_only_known_heads(directory: Path) -> bool:
+    """
+    Whether a local model names a module class of this package (e.g. `SegmentCosineScore`) and no other code.
+
+    sentence-transformers imports a module class outside its own namespace only with `trust_remote_code=True`.
+    Such a model is loaded with it when every foreign class is one of ours (already installed, so no code comes
+    from the model) and the directory holds no code of its own (no `.py` file, no `auto_map` in config.json).
+    """
+    try:
+        modules = json.loads((directory / "modules.json").read_text(encoding="utf-8"))
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    types = {module.get("type", "") for module in modules if isinstance(module, dict)}
+    foreign = {name for name in types if not name.startswith("sentence_transformers.")}
+    has_code = "auto_map" in config or any(directory.rglob("*.py"))
+    return bool(foreign) and foreign <= KNOWN_HEADS and not has_code

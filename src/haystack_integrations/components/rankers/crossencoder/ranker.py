@@ -374,25 +374,94 @@ class CrossEncoderRanker:
         :raises ValueError:
             If `query` is empty or a run-time parameter is out of range.
         """
-        top_k, score_threshold, activation, scale = self._resolve_run_parameters(
-            query, documents, top_k, score_threshold, activation, scale, scale_score
-        )
-        if not documents:
+        return {
+            "documents": self.run_batch(
+                queries=[query],
+                documents=[documents],
+                top_k=top_k,
+                score_threshold=score_threshold,
+                activation=activation,
+                scale=scale,
+                scale_score=scale_score,
+            )["documents"][0]
+        }
+
+    def run_batch(
+        self,
+        *,
+        queries: list[str],
+        documents: list[list[Document]],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        scale: float | None = None,
+        scale_score: bool | None = None,
+    ) -> dict[str, list[list[Document]]]:
+        """
+        Ranks several queries' documents at once: the pairs of all queries share the model's batches, which pads
+        less and runs faster than one `run` per query (e.g. a service collecting concurrent requests, or an
+        evaluation over many queries). Each query's result is exactly what `run` returns for it.
+
+        ```python
+        results = ranker.run_batch(queries=["q1", "q2"], documents=[docs_for_q1, docs_for_q2], top_k=5)
+        results["documents"][1]  # the ranked documents of "q2"
+        ```
+
+        :param queries:
+            The queries; each must be a non-empty string.
+        :param documents:
+            One list of documents per query, in the same order as `queries`.
+        :param top_k:
+            The maximum number of documents to return per query; overrides the init value. Must be > 0.
+        :param score_threshold:
+            Only documents with a score >= this value are returned; overrides the init value.
+        :param activation:
+            `"sigmoid"`, `"identity"` or `"tanh"`; overrides the init value.
+        :param scale:
+            The factor applied to logits before the activation; overrides the init value.
+        :param scale_score:
+            Compatibility with `SentenceTransformersSimilarityRanker`: `True` = sigmoid, `False` = identity.
+        :returns:
+            A dictionary with `documents`: one list of ranked document copies per query, best first.
+        :raises ValueError:
+            If a query is empty, the two lists differ in length, or a run-time parameter is out of range.
+        """
+        if not isinstance(queries, list) or not isinstance(documents, list):
+            msg = "queries must be a list of strings and documents a list of document lists (one per query)."
+            raise TypeError(msg)
+        if len(queries) != len(documents):
+            msg = (
+                f"queries has {len(queries)} entries but documents has {len(documents)}; pass one list of "
+                "documents per query, in the same order."
+            )
+            raise ValueError(msg)
+        resolved = [
+            self._resolve_run_parameters(query, docs, top_k, score_threshold, activation, scale, scale_score)
+            for query, docs in zip(queries, documents, strict=True)
+        ]
+        if not queries:
             return {"documents": []}
-        self.warm_up()
-        assert self._scorer is not None
+        top_k, score_threshold, activation, scale = resolved[0]
+        if any(documents):
+            self.warm_up()
         activation = activation or self.activation or self._model_activation or "sigmoid"
 
-        candidates = _deduplicate(documents)
-        units, parents = self._scoring_units(query, candidates)
-        scored = self._score_units(query, units, activation, scale)
-        if not self.return_passages and (parents is not None or any(_is_passage(u.document) for u in units)):
-            scored = _aggregate_to_parents(scored, parents or {}, self.aggregation)
-
-        scored.sort(key=lambda item: (item.score is None, -(item.score or 0.0), item.retrieval_rank))
-        if score_threshold is not None:
-            scored = [item for item in scored if item.score is not None and item.score >= score_threshold]
-        return {"documents": [_with_scores(item) for item in scored[:top_k]]}
+        prepared = [
+            self._scoring_units(query, _deduplicate(docs)) if docs else ([], None)
+            for query, docs in zip(queries, documents, strict=True)
+        ]
+        scored_per_query = self._score_units(
+            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)], activation, scale
+        )
+        results = []
+        for scored, (units, parents) in zip(scored_per_query, prepared, strict=True):
+            if not self.return_passages and (parents is not None or any(_is_passage(u.document) for u in units)):
+                scored = _aggregate_to_parents(scored, parents or {}, self.aggregation)
+            scored.sort(key=lambda item: (item.score is None, -(item.score or 0.0), item.retrieval_rank))
+            if score_threshold is not None:
+                scored = [item for item in scored if item.score is not None and item.score >= score_threshold]
+            results.append([_with_scores(item) for item in scored[:top_k]])
+        return {"documents": results}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -510,20 +579,41 @@ class CrossEncoderRanker:
                 units.append(_Candidate(passage, candidate.retrieval_rank, candidate.retrieval_score))
         return units, parents
 
-    def _score_units(self, query: str, units: list[_Candidate], activation: str, scale: float) -> list[_Scored]:
-        assert self._scorer is not None
-        texts = [self._document_text(unit.document) for unit in units]
-        # Each distinct text is scored once: duplicates cost nothing and always tie exactly.
-        distinct = list(dict.fromkeys(text for text in texts if text is not None))
-        logits = self._scorer.logits(
-            self.query_prefix + query + self.query_suffix, distinct, show_progress_bar=self.show_progress_bar
-        )
-        score_of = dict(zip(distinct, apply_activation(logits, activation, scale).tolist(), strict=True))
-        scores = [None if text is None else score_of[text] for text in texts]
-        return [
-            _Scored(unit.document, score, unit.retrieval_rank, unit.retrieval_score)
-            for unit, score in zip(units, scores, strict=True)
-        ]
+    def _score_units(
+        self, requests: list[tuple[str, list[_Candidate]]], activation: str, scale: float
+    ) -> list[list[_Scored]]:
+        """Scores every query's units in one model call."""
+        texts = [[self._document_text(unit.document) for unit in units] for _, units in requests]
+        # Each distinct text of a query is scored once: duplicates cost nothing and always tie exactly.
+        distinct = [list(dict.fromkeys(text for text in query_texts if text is not None)) for query_texts in texts]
+        logits: list[Any] = [[] for _ in requests]
+        if any(distinct):
+            assert self._scorer is not None
+            logits = self._scorer.logits_many(
+                [
+                    (self.query_prefix + query + self.query_suffix, query_distinct)
+                    for (query, _), query_distinct in zip(requests, distinct, strict=True)
+                ],
+                show_progress_bar=self.show_progress_bar,
+            )
+        scored = []
+        for (_, units), query_texts, query_distinct, query_logits in zip(
+            requests, texts, distinct, logits, strict=True
+        ):
+            activated = apply_activation(query_logits, activation, scale).tolist() if query_distinct else []
+            score_of = dict(zip(query_distinct, activated, strict=True))
+            scored.append(
+                [
+                    _Scored(
+                        unit.document,
+                        None if text is None else score_of[text],
+                        unit.retrieval_rank,
+                        unit.retrieval_score,
+                    )
+                    for unit, text in zip(units, query_texts, strict=True)
+                ]
+            )
+        return scored
 
 
 def _activation_of(scale_score: bool) -> str:

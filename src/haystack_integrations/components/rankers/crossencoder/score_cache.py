@@ -73,19 +73,34 @@ class CachingPairScorer:
 
     def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
         """Raw logits, one per text, in the order of `texts`; only cache misses reach the model."""
-        keys = [ScoreCache.key(self.model_identity, query, text) for text in texts]
-        result = np.zeros(len(texts), dtype=np.float32)
-        missing: dict[CacheKey, list[int]] = {}
-        for i, key in enumerate(keys):
-            value = self.cache.get(key) if key not in missing else None
-            if value is None:
-                missing.setdefault(key, []).append(i)
-            else:
-                result[i] = value
-        if missing:
-            positions = [indices[0] for indices in missing.values()]
-            fresh = self.scorer.logits(query, [texts[i] for i in positions], show_progress_bar=show_progress_bar)
-            for (key, indices), value in zip(missing.items(), fresh, strict=True):
+        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
+
+    def logits_many(
+        self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """Raw logits for several (query, texts) requests; the misses of all requests reach the model together."""
+        results = [np.zeros(len(texts), dtype=np.float32) for _, texts in requests]
+        missing: dict[CacheKey, list[tuple[int, int]]] = {}
+        for r, (query, texts) in enumerate(requests):
+            for i, text in enumerate(texts):
+                key = ScoreCache.key(self.model_identity, query, text)
+                value = self.cache.get(key) if key not in missing else None
+                if value is None:
+                    missing.setdefault(key, []).append((r, i))
+                else:
+                    results[r][i] = value
+        if not missing:
+            return results
+        by_request: dict[int, list[CacheKey]] = {}
+        for key, places in missing.items():
+            by_request.setdefault(places[0][0], []).append(key)
+        misses = [
+            (requests[r][0], [requests[r][1][missing[key][0][1]] for key in keys]) for r, keys in by_request.items()
+        ]
+        fresh = self.scorer.logits_many(misses, show_progress_bar=show_progress_bar)
+        for keys, values in zip(by_request.values(), fresh, strict=True):
+            for key, value in zip(keys, values, strict=True):
                 self.cache.put(key, float(value))
-                result[indices] = value
-        return result
+                for r, i in missing[key]:
+                    results[r][i] = value
+        return results

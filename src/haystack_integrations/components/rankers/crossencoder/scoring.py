@@ -51,6 +51,12 @@ class PairScorer(Protocol):
         """Raw logits, one per text, in the order of `texts`."""
         ...
 
+    def logits_many(
+        self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """Raw logits for several (query, texts) requests scored in shared batches; one array per request."""
+        ...
+
 
 class TokenizedPairScorer:
     """
@@ -92,13 +98,30 @@ class TokenizedPairScorer:
 
     def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
         """Raw logits, one per text, in the order of `texts`."""
-        result = np.zeros(len(texts), dtype=np.float32)
-        if not texts:
-            return result
+        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
+
+    def logits_many(
+        self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """
+        Raw logits for several (query, texts) requests; one array per request, in the order of its texts.
+
+        The pairs of all requests are length-sorted and batched together, so small requests fill each other's
+        batches and pad less than they would one by one.
+        """
+        sizes = [len(texts) for _, texts in requests]
+        result = np.zeros(sum(sizes), dtype=np.float32)
+        if len(result):
+            self._score_into(result, requests, show_progress_bar)
+        return np.split(result, np.cumsum(sizes)[:-1]) if requests else []
+
+    def _score_into(
+        self, result: np.ndarray, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool
+    ) -> None:
         from tqdm.auto import tqdm
 
         with self._lock:
-            pairs = self.encoder.encode(query, texts)
+            pairs = [pair for query, texts in requests if texts for pair in self.encoder.encode(query, texts)]
             batches = plan_batches([len(pair.input_ids) for pair in pairs], self.batch_size, self.max_tokens_per_batch)
             for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not show_progress_bar):
                 output = self.forward(pad_batch([pairs[i] for i in batch], self.pad_token_id))
@@ -109,7 +132,6 @@ class TokenizedPairScorer:
                     )
                     raise ValueError(msg)
                 result[batch] = output[:, 0]
-        return result
 
 
 class TorchForward:
@@ -152,19 +174,27 @@ class PredictPairScorer:
 
     def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
         """Raw logits, one per text, in the order of `texts`."""
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
+        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
+
+    def logits_many(
+        self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """Raw logits for several (query, texts) requests, predicted together; one array per request."""
+        pairs = [(query, text) for query, texts in requests for text in texts]
+        sizes = [len(texts) for _, texts in requests]
+        if not pairs:
+            return [np.zeros(0, dtype=np.float32) for _ in requests]
         from torch.nn import Identity
 
         with self._lock:
             scores = self.cross_encoder.predict(
-                [(query, text) for text in texts],
+                pairs,
                 batch_size=self.batch_size,
                 activation_fn=Identity(),
                 show_progress_bar=show_progress_bar,
                 convert_to_numpy=True,
             )
-        return np.asarray(scores, dtype=np.float32).reshape(len(texts))
+        return np.split(np.asarray(scores, dtype=np.float32).reshape(len(pairs)), np.cumsum(sizes)[:-1])
 
 
 def load_pair_scorer(
