@@ -140,12 +140,12 @@ def _scifact_candidates(data_dir: str, split: str, n_queries: int, n_docs: int):
 
 def _contenders(model: Path, work_dir: Path, args: argparse.Namespace, calibration) -> list[Contender]:
     from haystack_integrations.components.rankers.sentence_transformers import SentenceTransformersSimilarityRanker
-    from sentence_transformers import CrossEncoder
 
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
     from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder, read_manifest
+    from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
 
-    full = CrossEncoder(str(model), local_files_only=True, max_length=args.max_length)
+    full = load_cross_encoder(str(model), max_length=args.max_length)
     length = int(full.max_seq_length)
     layers = int(full.transformers_model.config.num_hidden_layers)
     del full
@@ -176,7 +176,8 @@ def _contenders(model: Path, work_dir: Path, args: argparse.Namespace, calibrati
         ranker.warm_up()
         return Contender(name, lambda q, d: ranker.run(query=q, documents=d)["documents"], stages, note)
 
-    peer = SentenceTransformersSimilarityRanker(model=str(model), top_k=top_k)
+    # trust_remote_code: a model with this package's segment-cosine head names its class in modules.json.
+    peer = SentenceTransformersSimilarityRanker(model=str(model), top_k=top_k, trust_remote_code=True)
     peer.warm_up()
     if args.max_length:
         peer._cross_encoder.max_seq_length = args.max_length  # same tokens for every contender
@@ -279,9 +280,10 @@ def _first_layers(model: Path, work_dir: Path, keep: int) -> Path:
     if (directory / "config.json").is_file():
         return directory
     import torch
-    from sentence_transformers import CrossEncoder
 
-    cross_encoder = CrossEncoder(str(model), local_files_only=True)
+    from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
+
+    cross_encoder = load_cross_encoder(str(model))
     encoder = cross_encoder.transformers_model.base_model.encoder
     encoder.layer = torch.nn.ModuleList(list(encoder.layer)[:keep])
     cross_encoder.transformers_model.config.num_hidden_layers = keep

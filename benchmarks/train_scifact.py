@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=30, help="BM25 candidates reranked per query")
     parser.add_argument("--negatives", type=int, default=5, help="mined hard negatives per query")
     parser.add_argument("--miner", choices=["bm25", "embedding"], default="bm25")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--head-lr", type=float, default=1e-3)
+    parser.add_argument("--head", choices=["auto", "cosine", "dense"], default="auto", help="new head of the base")
+    parser.add_argument("--lr", type=float, default=None, help="encoder learning rate (default: the head's recipe)")
+    parser.add_argument("--head-lr", type=float, default=None, help="head learning rate (default: the recipe)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=None, help="override the per-loss batch size")
     parser.add_argument("--seed", type=int, default=42)
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix for the model directories of this variant")
     parser.add_argument("--models-dir", default=str(HERE / ".cache" / "models"))
     parser.add_argument("--save-best", default=None, help="copy the best reranker here (e.g. /work/models/...)")
+    parser.add_argument(
+        "--score-model", action="append", default=[], help="skip training: score this model directory (repeatable)"
+    )
     args = parser.parse_args()
 
     cache = HERE / ".cache"
@@ -60,8 +64,19 @@ def main() -> None:
         dense = _cached(cache / f"dense_{len(query_ids)}.json", lambda: _dense_run(test, query_ids, 100))
         rows.append(("MiniLM bi-encoder (dense, full corpus)", "-", "-", "-", _evaluate(qrels, dense)))
 
+    for model_dir in args.score_model:
+        rows.append(
+            (
+                f"reranker {Path(model_dir).name}",
+                "-",
+                "-",
+                "-",
+                _evaluate(qrels, _rerank_run(model_dir, test, bm25, query_ids, args.max_length)),
+            )
+        )
+    losses = [] if args.score_model else [name.strip() for name in args.losses.split(",") if name.strip()]
     best = None
-    for loss in [name.strip() for name in args.losses.split(",") if name.strip()]:
+    for loss in losses:
         data_path = cache / f"scifact_train_{args.miner}_{args.negatives}_{SHAPE[loss]}.jsonl"
         if not data_path.exists():
             mine_hard_negatives(
@@ -87,6 +102,7 @@ def main() -> None:
             batch_size=batch_size,
             learning_rate=args.lr,
             head_learning_rate=args.head_lr,
+            head=args.head,
             max_length=args.max_length,
             seed=args.seed,
             max_minutes=args.train_minutes,
@@ -146,20 +162,21 @@ def _dense_run(test, query_ids, depth):
 
 
 def _rerank_run(model_dir, test, bm25, query_ids, max_length):
-    from sentence_transformers import CrossEncoder
-
-    weights = (Path(model_dir) / "model.safetensors").read_bytes()
+    weights = b"".join(path.read_bytes() for path in sorted(Path(model_dir).rglob("model.safetensors")))
     key = hashlib.sha1(weights).hexdigest()[:12]
     path = HERE / ".cache" / f"scores_{key}_{len(query_ids)}_{len(next(iter(bm25.values())))}.json"
 
     def compute():
-        model = CrossEncoder(str(model_dir), device="cpu", max_length=max_length)
-        pairs = [(qid, doc_id) for qid in query_ids for doc_id in bm25[qid]]
-        scores = model.predict([(test.queries[q], test.corpus[d]) for q, d in pairs], batch_size=32)
-        run: dict[str, dict[str, float]] = {}
-        for (qid, doc_id), score in zip(pairs, scores, strict=True):
-            run.setdefault(qid, {})[doc_id] = float(score)
-        return run
+        from haystack import Document
+
+        from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+
+        ranker = CrossEncoderRanker(
+            model=str(model_dir), max_length=max_length, batch_size=32, activation="identity", show_progress_bar=True
+        )
+        documents = [[Document(id=d, content=test.corpus[d]) for d in bm25[q]] for q in query_ids]
+        ranked = ranker.run_batch(queries=[test.queries[q] for q in query_ids], documents=documents, top_k=10_000)
+        return {q: {d.id: float(d.score) for d in docs} for q, docs in zip(query_ids, ranked["documents"], strict=True)}
 
     return _cached(path, compute)
 
@@ -174,6 +191,7 @@ def _evaluate(qrels, run) -> dict[str, float]:
 def _record(args, loss, result, minutes, metrics) -> None:
     line = {
         "variant": f"{loss}{args.tag}",
+        "head": args.head,
         "lr": args.lr,
         "head_lr": args.head_lr,
         "max_length": args.max_length,

@@ -106,8 +106,9 @@ class TestOnnx:
             _scores(onnx_dir, backend="onnx", max_tokens_per_batch=64), _scores(onnx_dir, backend="onnx"), atol=1e-3
         )
 
-    def test_a_pooled_cross_encoder_exports_with_its_pooling_and_head(self, tmp_path, minilm_tokenizer):
-        model = build_tiny_pooled_cross_encoder(tmp_path / "pooled", minilm_tokenizer)
+    @pytest.mark.parametrize("head", ["dense", "cosine"])
+    def test_a_pooled_cross_encoder_exports_with_its_pooling_and_head(self, tmp_path, minilm_tokenizer, head):
+        model = build_tiny_pooled_cross_encoder(tmp_path / "pooled", minilm_tokenizer, head=head)
         exported = export_cross_encoder(model, tmp_path / "onnx", backend="onnx")
         assert exported.max_length == 64
         np.testing.assert_allclose(_scores(tmp_path / "onnx", backend="onnx"), _scores(model), atol=1e-4)

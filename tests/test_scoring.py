@@ -60,8 +60,9 @@ def _predict(cross_encoder, query, texts, max_length=128):
     return cross_encoder.predict([(query, text) for text in texts], activation_fn=Identity(), batch_size=4)
 
 
-def build_tiny_pooled_cross_encoder(directory, tokenizer, max_length=64, prompt=None):
-    """A CrossEncoder as `rerank train` builds one: a random 2-layer BERT encoder, mean pooling, a dense head."""
+def build_tiny_pooled_cross_encoder(directory, tokenizer, max_length=64, prompt=None, head="dense"):
+    """A CrossEncoder as `rerank train` builds one: a random 2-layer BERT encoder with a dense head on mean
+    pooling, or with the segment-cosine head (`head="cosine"`)."""
     import torch
     from sentence_transformers import CrossEncoder
     from sentence_transformers.base.modules import Dense, Transformer
@@ -78,11 +79,18 @@ def build_tiny_pooled_cross_encoder(directory, tokenizer, max_length=64, prompt=
     )
     BertModel(config).save_pretrained(directory / "raw")
     tokenizer.save_pretrained(directory / "raw")
-    modules = [
-        Transformer(str(directory / "raw"), max_seq_length=max_length),
-        Pooling(32, pooling_mode="mean"),
-        Dense(32, 1, activation_function=None, module_output_name="scores"),
-    ]
+    from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
+
+    encoder = Transformer(str(directory / "raw"), max_seq_length=max_length)
+    encoder.model.config.num_labels = 1
+    if head == "cosine":
+        modules = [encoder, SegmentCosineScore()]
+    else:
+        modules = [
+            encoder,
+            Pooling(32, pooling_mode="mean"),
+            Dense(32, 1, activation_function=None, module_output_name="scores"),
+        ]
     prompts = {"prompts": {"rerank": prompt}, "default_prompt_name": "rerank"} if prompt else {}
     CrossEncoder(modules=modules, device="cpu", **prompts).save(str(directory / "model"))
     return directory / "model"

@@ -254,7 +254,9 @@ def test_cli_parses_train_and_mine():
     command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "--data", "d.jsonl", "--output", "out", "--loss", "lambda", "--lr", "2e-4"])
     assert args.func is command._train
-    assert (args.loss, args.lr, args.max_length, args.batch_size) == ("lambda", 2e-4, 128, 32)
+    assert (args.loss, args.lr, args.head_lr, args.max_length, args.batch_size) == ("lambda", 2e-4, None, 128, 32)
+    assert args.head == "auto"
+    assert parser.parse_args(["train", "--data", "d", "--output", "o", "--head", "dense"]).head == "dense"
     args = parser.parse_args(["mine", "--queries", "beir", "--output", "o.jsonl", "--retriever", "bm25"])
     assert args.func is command._mine
     assert (args.top_n, args.output_format, args.margin) == (20, "triplets", None)

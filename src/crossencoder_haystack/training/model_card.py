@@ -42,6 +42,7 @@ def write_model_card(
         "",
         f"Activation: **{result.activation}** ({_ACTIVATION_WHY[result.activation]}). It is saved as `activation_fn` "
         "in `config_sentence_transformers.json`, so `CrossEncoder(path).predict` and `CrossEncoderRanker` apply it.",
+        *_head_note(hyper_parameters.get("head")),
         "",
         "## Training data",
         "",
@@ -77,6 +78,18 @@ def write_model_card(
     path = output_dir / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _head_note(head: str | None) -> list[str]:
+    if head != "cosine":
+        return []
+    return [
+        "",
+        "Head: `SegmentCosineScore` from `haystack_integrations.components.rankers.crossencoder.score_heads` (the "
+        "cosine of the query's and the document's mean-pooled token embeddings, scaled). `CrossEncoderRanker` loads "
+        "it as is; plain sentence-transformers needs the package installed and "
+        "`CrossEncoder(path, trust_remote_code=True)`.",
+    ]
 
 
 def _number(value: float | None) -> str:
