@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from crossencoder_haystack.demo import run_demo
+
     try:
         run_demo(
             args.queries,

@@ -26,6 +26,7 @@ _COMBINING_DOT_ABOVE = "\u0307"
 _WORD = re.compile(r"\w+")
 _MIN_STEM = 4
 # Longest first: a word loses at most one suffix, and keeps a stem of at least _MIN_STEM characters.
+# fmt: off
 _SUFFIXES = tuple(
     sorted(
         {
@@ -51,6 +52,7 @@ _STOPWORDS = frozenset(
         "deneyimi", "deneyimli", "deneyim",
     }
 )
+# fmt: on
 
 
 def fold(text: str) -> tuple[str, list[int]]:
@@ -157,7 +159,7 @@ def movement(first_stage_rank: int | None, rank: int) -> Text:
 
 
 def candidate_label(meta: Mapping[str, Any]) -> str:
-    """"Name — role" from a CV's meta (its title when name or role is missing)."""
+    """The label "Name — role" from a CV's meta (its title when name or role is missing)."""
     name, role = meta.get("name"), meta.get("role")
     if name and role:
         return f"{name} — {role}"
