@@ -435,13 +435,13 @@ class CrossEncoderRanker:
                 "documents per query, in the same order."
             )
             raise ValueError(msg)
-        resolved = [
-            self._resolve_run_parameters(query, docs, top_k, score_threshold, activation, scale, scale_score)
-            for query, docs in zip(queries, documents, strict=True)
-        ]
+        for query, docs in zip(queries, documents, strict=True):
+            _check_query_and_documents(query, docs)
+        top_k, score_threshold, activation, scale = self._resolve_run_parameters(
+            top_k, score_threshold, activation, scale, scale_score
+        )
         if not queries:
             return {"documents": []}
-        top_k, score_threshold, activation, scale = resolved[0]
         if any(documents):
             self.warm_up()
         activation = activation or self.activation or self._model_activation or "sigmoid"
@@ -511,20 +511,12 @@ class CrossEncoderRanker:
 
     def _resolve_run_parameters(
         self,
-        query: Any,
-        documents: Any,
         top_k: int | None,
         score_threshold: float | None,
         activation: str | None,
         scale: float | None,
         scale_score: bool | None,
     ) -> tuple[int, float | None, str | None, float]:
-        if not isinstance(query, str) or not query.strip():
-            msg = f"query must be a non-empty string, got {query!r}."
-            raise ValueError(msg)
-        if not isinstance(documents, list) or not all(isinstance(doc, Document) for doc in documents):
-            msg = "documents must be a list of haystack Document objects."
-            raise TypeError(msg)
         if top_k is not None and top_k <= 0:
             msg = f"top_k must be > 0, got {top_k}. Pass a positive number of documents to return."
             raise ValueError(msg)
@@ -614,6 +606,15 @@ class CrossEncoderRanker:
                 ]
             )
         return scored
+
+
+def _check_query_and_documents(query: Any, documents: Any) -> None:
+    if not isinstance(query, str) or not query.strip():
+        msg = f"query must be a non-empty string, got {query!r}."
+        raise ValueError(msg)
+    if not isinstance(documents, list) or not all(isinstance(doc, Document) for doc in documents):
+        msg = "documents must be a list of haystack Document objects."
+        raise TypeError(msg)
 
 
 def _activation_of(scale_score: bool) -> str:
