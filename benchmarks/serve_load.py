@@ -126,12 +126,11 @@ def start_service(model: Path, port: int, config: ServiceConfig, args: argparse.
         "--model", str(model), "--port", str(port), "--max-length", str(args.max_length),
         "--batch-window-ms", str(config.window_ms), "--max-batch-documents", str(config.max_batch_documents),
         "--request-timeout", str(args.request_timeout),
-        "--max-queue", "256", "--api-key-env", "SERVE_LOAD_NO_API_KEY", "--log-level", "warning",
+        "--max-queue", "256", "--no-auth", "--log-level", "warning",
     ]  # fmt: skip
     if args.num_threads:
         command += ["--num-threads", str(args.num_threads)]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    environment.pop("SERVE_LOAD_NO_API_KEY", None)
     process = subprocess.Popen(command, env=environment)
     deadline = time.monotonic() + args.startup_timeout
     while time.monotonic() < deadline:

@@ -448,9 +448,24 @@ def test_graceful_shutdown_completes_the_in_flight_request(tiny_model_path):
 def test_health_and_info(served, tiny_model_path):
     url, _ = served
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
-    info = httpx.get(f"{url}/info").json()
-    assert info["model"] == str(tiny_model_path) and info["backend"] == "torch"
+    response = httpx.get(f"{url}/info")
+    info = response.json()
+    assert info["model"] == tiny_model_path.name and info["backend"] == "torch"
+    assert str(tiny_model_path.parent) not in response.text  # the server's directories are nobody's business
     assert info["max_length"] == 128 and info["max_documents"] == 1000 and info["version"]
+
+
+def test_info_names_a_hub_model_by_its_id_and_a_local_one_by_its_directory(tmp_path, monkeypatch):
+    from crossencoder_haystack.serving.served_model import public_model_id
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "my-reranker").mkdir(parents=True)
+
+    assert public_model_id("cross-encoder/ms-marco-MiniLM-L6-v2") == "cross-encoder/ms-marco-MiniLM-L6-v2"
+    assert public_model_id("models/my-reranker") == "my-reranker"
+    assert public_model_id(str(tmp_path / "models" / "my-reranker")) == "my-reranker"
+    assert public_model_id("./models/my-reranker/") == "my-reranker"
+    assert public_model_id("/srv/missing/model") == "model"
 
 
 def test_metrics_counters_move(client):
@@ -482,9 +497,10 @@ def test_cli_registers_serve_with_the_documented_flags():
     assert (args.model, args.port, args.batch_window_ms, args.host) == ("/models/x", 9000, 0.0, "127.0.0.1")
     assert (args.max_queue, args.max_documents, args.request_timeout) == (64, 1000, 30.0)
     assert args.max_batch_documents == 512
-    assert args.api_key_env == "RERANK_API_KEY" and callable(args.func)
+    assert args.api_key_env is None and args.no_auth is False and callable(args.func)
     one_at_a_time = build_parser().parse_args(["serve", "--model", "/models/x", "--max-batch-documents", "1"])
     assert one_at_a_time.max_batch_documents == 1
+    assert build_parser().parse_args(["serve", "--model", "/models/x", "--no-auth"]).no_auth is True
 
 
 def test_hayhooks_example_reranks_through_the_service(served, monkeypatch):

@@ -139,6 +139,65 @@ async def test_stop_finishes_submitted_jobs_and_refuses_new_ones():
     assert not batcher.accepting
 
 
+async def test_reserved_places_count_against_the_queue_until_used_or_released():
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = DynamicBatcher(recorder, max_queue=2, batch_window_ms=0)
+    batcher.start()
+    try:
+        running = batcher.submit(Job("running"))
+        await asyncio.to_thread(recorder.entered.wait, 10)
+        place, other = batcher.reserve(), batcher.reserve()
+        assert batcher.reserved == 2
+        with pytest.raises(QueueFullError):
+            batcher.reserve()
+        with pytest.raises(QueueFullError):
+            batcher.submit(Job("refused"))
+        other.release()
+        other.release()  # idempotent
+        assert batcher.reserved == 1
+        waiting = batcher.submit(Job("waiting"))  # the released place is free again
+        held = place.submit(Job("held"))  # a held place always has room, even in a full queue
+        assert batcher.reserved == 0
+        with pytest.raises(RuntimeError, match="already used"):
+            place.submit(Job("twice"))
+        recorder.gate.set()
+        assert [await p.future for p in (running, waiting, held)] == ["RUNNING", "WAITING", "HELD"]
+    finally:
+        batcher.stop()
+
+
+async def test_a_place_held_across_shutdown_is_refused_and_given_back():
+    batcher = DynamicBatcher(Recorder(), batch_window_ms=0)
+    batcher.start()
+    place = batcher.reserve()
+    await asyncio.to_thread(batcher.stop)
+    with pytest.raises(BatcherStoppedError):
+        place.submit(Job("late"))
+    assert batcher.reserved == 0
+    with pytest.raises(BatcherStoppedError):
+        batcher.reserve()
+
+
+async def test_abandoning_sets_the_callers_own_event():
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = DynamicBatcher(recorder, batch_window_ms=0)
+    batcher.start()
+    try:
+        running = batcher.submit(Job("running"))
+        await asyncio.to_thread(recorder.entered.wait, 10)
+        watched = threading.Event()
+        pending = batcher.submit(Job("watched"), abandoned=watched)
+        pending.abandon()
+        assert watched.is_set()
+        recorder.gate.set()
+        assert await running.future == "RUNNING"
+    finally:
+        batcher.stop()
+    assert all("watched" not in batch for batch in recorder.batches)
+
+
 def test_prometheus_text_has_cumulative_histograms_and_escaped_labels():
     metrics = ServiceMetrics(queue_depth=lambda: 3)
     metrics.observe_request("/v2/rerank", 200, 0.02)

@@ -10,20 +10,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from crossencoder_haystack.serving.app import create_app
     from crossencoder_haystack.serving.limits import ServiceLimits
-    from crossencoder_haystack.serving.served_model import RankedText, RerankJob, ServedModel
+    from crossencoder_haystack.serving.served_model import JobCancelledError, RankedText, RerankJob, ServedModel
     from crossencoder_haystack.serving.server import serve
 
 # Imported on first use, so that `rerank --help` does not pay for fastapi, haystack and torch.
 _EXPORTS = {
     "create_app": "app",
     "ServiceLimits": "limits",
+    "JobCancelledError": "served_model",
     "RankedText": "served_model",
     "RerankJob": "served_model",
     "ServedModel": "served_model",
     "serve": "server",
 }
 
-__all__ = ["RankedText", "RerankJob", "ServedModel", "ServiceLimits", "create_app", "serve"]
+__all__ = ["JobCancelledError", "RankedText", "RerankJob", "ServedModel", "ServiceLimits", "create_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:

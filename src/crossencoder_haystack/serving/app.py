@@ -6,9 +6,11 @@ Routes:
 - `POST /rerank`: text-embeddings-inference's request and response (`[{"index", "score", "text"?}]`, best first).
 - `GET /health`, `GET /info`, `GET /metrics` (Prometheus text); these need no API key.
 
-Every request walks the same path: API key -> body size -> schema -> limits -> queue (429 when full) -> model
-batch -> response, or 504 after `request_timeout` seconds. A request whose client disconnects is dropped from the
-queue. Error bodies are Cohere's `{"message"}` on `/v1` and `/v2` and TEI's `{"error", "error_type"}` on `/rerank`.
+Every request walks the same path: API key -> a place in the queue (429 when full, before the body is read) ->
+body size -> schema -> limits -> model batch -> response, or 504 after `request_timeout` seconds. A request that
+times out or whose client disconnects is dropped from the queue, and the model stops scoring it at its next chunk
+of documents. Error bodies are Cohere's `{"message"}` on `/v1` and `/v2` and TEI's `{"error", "error_type"}` on
+`/rerank`.
 """
 
 import asyncio
@@ -16,8 +18,8 @@ import hmac
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +31,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from crossencoder_haystack.__about__ import __version__
-from crossencoder_haystack.serving.batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
+from crossencoder_haystack.serving.batcher import BatcherStoppedError, DynamicBatcher, QueueFullError, QueuePlace
 from crossencoder_haystack.serving.limits import ServiceLimits
 from crossencoder_haystack.serving.metrics import CONTENT_TYPE, ServiceMetrics
 from crossencoder_haystack.serving.schemas import (
@@ -144,20 +146,26 @@ def create_app(
             body = {"message": error.message}
         return JSONResponse(body, status_code=error.status, headers=error.headers)
 
-    async def cohere_rerank(request: Request, api_version: str) -> Response:
-        started = time.monotonic()
+    async def score(
+        request: Request, schema: type[BaseModel], make_job: Callable[..., RerankJob]
+    ) -> tuple[Any, RerankJob, list[RankedText] | None]:
+        """Parses and ranks one request: its body, its job, and the ranking (None if the client left)."""
+        deadline = time.monotonic() + limits.request_timeout
         _authorize(request, key)
-        body = _parse(CohereRerankRequest, await _read_body(request, limits.max_body_bytes))
-        try:
-            texts = body.document_texts()
-        except ValueError as error:
-            raise ServiceError(422, f"Invalid request body: {error}") from None
-        _check_sizes(body.query, texts, "documents", limits)
-        job = RerankJob(query=body.query, texts=texts, long_texts="split", max_tokens_per_text=body.max_tokens_per_doc)
-        try:
-            ranked = await _rank(request, batcher, job, started, limits.request_timeout)
-        except _ClientDisconnectedError:
+        _check_declared_size(request, limits.max_body_bytes)
+        with _queue_place(batcher) as place:  # before the body is read: a full queue costs no reading or parsing
+            body = _parse(schema, await _read_body(request, limits.max_body_bytes))
+            job = make_job(body, limits=limits, deadline=deadline)
+            try:
+                return body, job, await _rank(request, place, job, limits.request_timeout)
+            except _ClientDisconnectedError:
+                return body, job, None
+
+    async def cohere_rerank(request: Request, api_version: str) -> Response:
+        body, job, ranked = await score(request, CohereRerankRequest, _cohere_job)
+        if ranked is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
+        texts = job.texts
         spans = body.relevant_spans if body.relevant_spans and body.relevant_spans.mode == "enabled" else None
         threshold = _DEFAULT_SPAN_THRESHOLD if spans is None or spans.threshold is None else spans.threshold
         results = [
@@ -192,27 +200,8 @@ def create_app(
     @app.post("/rerank", openapi_extra=_request_schema(TeiRerankRequest))
     async def rerank_tei(request: Request) -> Response:
         """text-embeddings-inference rerank: `[{"index", "score", "text"?}]`, best first."""
-        started = time.monotonic()
-        _authorize(request, key)
-        body = _parse(TeiRerankRequest, await _read_body(request, limits.max_body_bytes))
-        _check_sizes(body.query, body.texts, "texts", limits)
-        if body.raw_scores:
-            blank = next((i for i, text in enumerate(body.texts) if not text.strip()), None)
-            if blank is not None:
-                msg = (
-                    f"texts[{blank}] is blank, and a blank text has no raw score. Leave blank texts out, "
-                    "or ask for raw_scores=false (blank texts then score 0.0)."
-                )
-                raise ServiceError(422, msg)
-        job = RerankJob(
-            query=body.query,
-            texts=body.texts,
-            long_texts="truncate" if body.truncate else "split",
-            raw_scores=body.raw_scores,
-        )
-        try:
-            ranked = await _rank(request, batcher, job, started, limits.request_timeout)
-        except _ClientDisconnectedError:
+        body, _, ranked = await score(request, TeiRerankRequest, _tei_job)
+        if ranked is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         ranks = [
             TeiRank(index=item.index, score=item.score, text=body.texts[item.index] if body.return_text else None)
@@ -231,7 +220,7 @@ def create_app(
     async def info() -> ServiceInfo:
         """The served model and the limits clients must respect."""
         return ServiceInfo(
-            model=served.model,
+            model=served.model_id,
             model_name=served.model_name,
             backend=served.backend,
             max_length=served.max_length,
@@ -272,22 +261,27 @@ def _authorize(request: Request, key: str | None) -> None:
         raise ServiceError(401, "Invalid API key.", error_type="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = (
-        f"The request body is larger than max_body_bytes={limit} bytes. Send fewer or shorter documents per request."
-    )
+def _too_large(limit: int) -> ServiceError:
+    msg = f"The request body is larger than max_body_bytes={limit} bytes. Send fewer or shorter documents per request."
+    return ServiceError(413, msg)
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ServiceError(413, too_large)
+        raise _too_large(limit)
+
+
+async def _read_body(request: Request, limit: int) -> bytearray:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ServiceError(413, too_large)
-    return bytes(body)
+            raise _too_large(limit)
+    return body
 
 
-def _parse(schema: type[BaseModel], body: bytes) -> Any:
+def _parse(schema: type[BaseModel], body: bytes | bytearray) -> Any:
     if not body.strip():
         raise ServiceError(422, "The request body is empty; send a JSON object.")
     try:
@@ -315,11 +309,44 @@ def _check_sizes(query: str, texts: Sequence[str], field: str, limits: ServiceLi
             raise ServiceError(413, msg)
 
 
-async def _rank(
-    request: Request, batcher: DynamicBatcher, job: RerankJob, started: float, timeout: float
-) -> list[RankedText]:
+def _cohere_job(body: CohereRerankRequest, *, limits: ServiceLimits, deadline: float) -> RerankJob:
     try:
-        pending = batcher.submit(job)
+        texts = body.document_texts()
+    except ValueError as error:
+        raise ServiceError(422, f"Invalid request body: {error}") from None
+    _check_sizes(body.query, texts, "documents", limits)
+    return RerankJob(
+        query=body.query,
+        texts=texts,
+        long_texts="split",
+        max_tokens_per_text=body.max_tokens_per_doc,
+        deadline=deadline,
+    )
+
+
+def _tei_job(body: TeiRerankRequest, *, limits: ServiceLimits, deadline: float) -> RerankJob:
+    _check_sizes(body.query, body.texts, "texts", limits)
+    if body.raw_scores:
+        blank = next((i for i, text in enumerate(body.texts) if not text.strip()), None)
+        if blank is not None:
+            msg = (
+                f"texts[{blank}] is blank, and a blank text has no raw score. Leave blank texts out, "
+                "or ask for raw_scores=false (blank texts then score 0.0)."
+            )
+            raise ServiceError(422, msg)
+    return RerankJob(
+        query=body.query,
+        texts=body.texts,
+        long_texts="truncate" if body.truncate else "split",
+        raw_scores=body.raw_scores,
+        deadline=deadline,
+    )
+
+
+@contextmanager
+def _queue_errors() -> Iterator[None]:
+    try:
+        yield
     except QueueFullError as error:
         raise ServiceError(
             429, str(error), error_type="Overloaded", headers={"Retry-After": str(error.retry_after)}
@@ -327,11 +354,26 @@ async def _rank(
     except BatcherStoppedError as error:
         raise ServiceError(503, str(error), error_type="Unhealthy") from None
 
+
+@contextmanager
+def _queue_place(batcher: DynamicBatcher[RerankJob]) -> Iterator[QueuePlace[RerankJob]]:
+    """A place in the queue for the request being read (429 if the queue is full), given back if not used."""
+    with _queue_errors():
+        place = batcher.reserve()
+    try:
+        yield place
+    finally:
+        place.release()
+
+
+async def _rank(request: Request, place: QueuePlace[RerankJob], job: RerankJob, timeout: float) -> list[RankedText]:
+    with _queue_errors():
+        pending = place.submit(job, abandoned=job.cancelled)  # abandoning the request stops the model on it too
     disconnect = asyncio.ensure_future(_client_disconnect(request))
     try:
         done, _ = await asyncio.wait(
             {pending.future, disconnect},
-            timeout=max(0.0, started + timeout - time.monotonic()),
+            timeout=None if job.deadline is None else max(0.0, job.deadline - time.monotonic()),
             return_when=asyncio.FIRST_COMPLETED,
         )
     finally:

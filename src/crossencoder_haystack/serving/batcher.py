@@ -11,6 +11,11 @@ others do not) per job it took, in order. The iterator leaves out jobs abandoned
 each result is delivered as soon as it is yielded: a scorer that goes job by job never makes a request wait for the
 rest of its batch, and one that scores several jobs in one model call (as `ServedModel.rank_batch` does, so the
 jobs' pairs share padded batches) takes them all first. Jobs need a `size` (documents) for the batch budget.
+
+A caller that has work to do before its job exists (e.g. reading and parsing a request body) first takes a place
+in the queue with `reserve()`: a full queue is refused before that work is done, and places being prepared count
+against `max_queue` like waiting jobs, so a burst of large bodies cannot all be read at once. A caller may pass
+its own `abandoned` event to `submit`, so that a scorer which watches it can stop a job it has already started.
 """
 
 import asyncio
@@ -68,6 +73,33 @@ class Pending(Generic[JobT]):
         self.loop.call_soon_threadsafe(self.future.cancel)
 
 
+class QueuePlace(Generic[JobT]):
+    """A place held in the queue for a job still being prepared: `submit` fills it, `release` gives it back."""
+
+    def __init__(self, batcher: "DynamicBatcher[JobT]") -> None:
+        self._batcher = batcher
+        self._held = True
+
+    def submit(self, job: JobT, *, abandoned: threading.Event | None = None) -> Pending[JobT]:
+        """
+        Queues `job` in this place (see `DynamicBatcher.submit`); the place is used up.
+
+        :raises BatcherStoppedError: If the batcher stopped since the place was taken.
+        :raises RuntimeError: If the place was already used or released.
+        """
+        if not self._held:
+            msg = "This queue place was already used or released."
+            raise RuntimeError(msg)
+        self._held = False
+        return self._batcher._put(job, abandoned, reserved=True)
+
+    def release(self) -> None:
+        """Gives the place back if it was not used. Idempotent."""
+        if self._held:
+            self._held = False
+            self._batcher._unreserve()
+
+
 _STOP = object()
 
 
@@ -107,6 +139,7 @@ class DynamicBatcher(Generic[JobT]):
         self._on_batch = on_batch
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._accepting = False
+        self._reserved = 0
         self._in_batch = 0
         self._seconds_per_job = 0.0
         self._submit_lock = threading.Lock()
@@ -122,6 +155,11 @@ class DynamicBatcher(Generic[JobT]):
         """Jobs waiting plus jobs being scored."""
         return self._queue.qsize() + self._in_batch
 
+    @property
+    def reserved(self) -> int:
+        """Places taken with `reserve` and not yet used or released (jobs still being prepared)."""
+        return self._reserved
+
     def start(self) -> None:
         """Starts the worker thread. Idempotent."""
         if self._thread is not None:
@@ -130,24 +168,30 @@ class DynamicBatcher(Generic[JobT]):
         self._thread = threading.Thread(target=self._work, name="rerank-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, job: JobT) -> Pending[JobT]:
+    def submit(self, job: JobT, *, abandoned: threading.Event | None = None) -> Pending[JobT]:
         """
         Queues a job; call from the event loop that will await its future.
 
-        :raises QueueFullError: If `max_queue` jobs are waiting.
+        :param job: The job.
+        :param abandoned: The event that marks the job abandoned (`Pending.abandon` sets it); pass one the scorer
+            also watches to let it stop a job it has started. `None` creates one.
+        :raises QueueFullError: If `max_queue` jobs are waiting (places taken with `reserve` included).
         :raises BatcherStoppedError: If the batcher is not running.
         """
-        loop = asyncio.get_running_loop()
-        pending = Pending(job, loop.create_future(), loop)
+        return self._put(job, abandoned, reserved=False)
+
+    def reserve(self) -> QueuePlace[JobT]:
+        """
+        Takes a place in the queue for a job still being prepared; use it with `place.submit(job)`, or give it
+        back with `place.release()`.
+
+        :raises QueueFullError: If `max_queue` jobs are waiting (places taken with `reserve` included).
+        :raises BatcherStoppedError: If the batcher is not running.
+        """
         with self._submit_lock:
-            if not self._accepting:
-                msg = "The server is shutting down and takes no new requests."
-                raise BatcherStoppedError(msg)
-            try:
-                self._queue.put_nowait(pending)
-            except queue.Full:
-                raise QueueFullError(self.max_queue, self.retry_after()) from None
-        return pending
+            self._check_room()
+            self._reserved += 1
+        return QueuePlace(self)
 
     def retry_after(self) -> int:
         """Whole seconds until the queue has likely drained, from the recent time per job (1 to 60)."""
@@ -165,6 +209,31 @@ class DynamicBatcher(Generic[JobT]):
         self._queue.put(_STOP)  # blocks while the queue is full: everything before it is scored first
         self._thread.join(timeout)
         self._thread = None
+
+    def _put(self, job: JobT, abandoned: threading.Event | None, *, reserved: bool) -> Pending[JobT]:
+        with self._submit_lock:
+            if reserved:
+                self._reserved -= 1  # first: whatever fails below, the place is given back
+            self._check_room(reserved=reserved)
+            loop = asyncio.get_running_loop()
+            pending = Pending(job, loop.create_future(), loop, abandoned or threading.Event())
+            try:
+                self._queue.put_nowait(pending)
+            except queue.Full:
+                raise QueueFullError(self.max_queue, self.retry_after()) from None
+        return pending
+
+    def _unreserve(self) -> None:
+        with self._submit_lock:
+            self._reserved -= 1
+
+    def _check_room(self, *, reserved: bool = False) -> None:
+        # Called with the submit lock held; a reserved place always has room.
+        if not self._accepting:
+            msg = "The server is shutting down and takes no new requests."
+            raise BatcherStoppedError(msg)
+        if not reserved and self._queue.qsize() + self._reserved >= self.max_queue:
+            raise QueueFullError(self.max_queue, self.retry_after())
 
     def _work(self) -> None:
         while True:

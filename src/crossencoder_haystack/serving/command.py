@@ -1,10 +1,12 @@
 """`rerank serve`: run the rerank service (Cohere v1/v2 and TEI rerank APIs) for one cross-encoder."""
 
 import argparse
+import sys
 
 from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
 
 _DEFAULTS = ServiceLimits()
+_EXIT_USAGE_ERROR = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default: %(default)s).")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: %(default)s).")
-    parser.add_argument(
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
         "--api-key-env",
-        default=DEFAULT_API_KEY_ENV,
-        help="Environment variable holding the API key clients send as 'Authorization: Bearer <key>'; "
-        "if it is unset, no key is required (default: %(default)s).",
+        default=None,
+        metavar="VARIABLE",
+        help="Environment variable holding the API key clients send as 'Authorization: Bearer <key>'; it must be "
+        f"set, or the service does not start. Without this flag the key is read from {DEFAULT_API_KEY_ENV}; if "
+        "that is not set either, the service runs without a key on a loopback --host only.",
+    )
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="Serve without an API key, on any host: anyone who can reach the port may use the service.",
     )
     parser.add_argument("--max-length", type=int, default=None, help="Tokens of query plus passage per pair.")
     parser.add_argument("--batch-size", type=int, default=16, help="Pairs per forward pass (default: %(default)s).")
@@ -51,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-queue",
         type=int,
         default=_DEFAULTS.max_queue,
-        help="Requests that may wait; more get 429 (default: %(default)s).",
+        help="Requests that may wait, those still sending their body included; more get 429 before their body is "
+        "read (default: %(default)s).",
     )
     limits.add_argument(
         "--max-documents",
@@ -75,13 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--request-timeout",
         type=float,
         default=_DEFAULTS.request_timeout,
-        help="Seconds per request, queueing included; then 504 (default: %(default)s).",
+        help="Seconds per request, queueing included; then 504, and the model stops scoring it (default: %(default)s).",
     )
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from crossencoder_haystack.serving.auth import AuthConfigurationError
     from crossencoder_haystack.serving.server import serve
 
     try:
@@ -95,18 +107,27 @@ def _serve(args: argparse.Namespace) -> int:
             max_batch_documents=args.max_batch_documents,
         )
     except ValueError as error:
-        raise SystemExit(f"rerank serve: {error}") from None
-    serve(
-        args.model,
-        backend=args.backend,
-        host=args.host,
-        port=args.port,
-        api_key_env=args.api_key_env or None,
-        limits=limits,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        num_threads=args.num_threads,
-        model_name=args.model_name,
-        log_level=args.log_level,
-    )
+        return _usage_error(error)
+    try:
+        serve(
+            args.model,
+            backend=args.backend,
+            host=args.host,
+            port=args.port,
+            api_key_env=args.api_key_env,
+            no_auth=args.no_auth,
+            limits=limits,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            num_threads=args.num_threads,
+            model_name=args.model_name,
+            log_level=args.log_level,
+        )
+    except AuthConfigurationError as error:  # found before the model loads
+        return _usage_error(error)
     return 0
+
+
+def _usage_error(error: Exception) -> int:
+    print(f"rerank serve: error: {error}", file=sys.stderr)
+    return _EXIT_USAGE_ERROR

@@ -18,8 +18,10 @@ class ServiceLimits:
     :param max_documents: Documents (Cohere `documents`, TEI `texts`) one request may send.
     :param max_document_chars: Characters one document, and the query, may have.
     :param max_body_bytes: Bytes one request body may have.
-    :param request_timeout: Seconds a request may take, queueing included, before it is answered with 504.
-    :param max_queue: Requests that may wait for the model; one more is answered with 429.
+    :param request_timeout: Seconds a request may take, queueing included, before it is answered with 504; the model
+        stops scoring it at its next chunk of documents.
+    :param max_queue: Requests that may wait for the model, requests whose body is still being read included; one
+        more is answered with 429 before its body is read.
     :param batch_window_ms: How long the model worker waits for more requests to join a batch once it has one.
         0 takes only what is already waiting.
     :param max_batch_documents: A batch closes early once its requests hold this many documents.

@@ -5,11 +5,19 @@ aggregation="max")` returns for the same query and texts: long texts are scored 
 their best passage. A job that asks for truncation goes to a second ranker over the same model directory with
 `split_long_documents=False`, which lets the model cut each (query, text) pair at `max_length` tokens; that ranker
 loads its own copy of the weights on the first such job.
+
+A batch of jobs is scored in chunks of about `chunk_documents` documents (texts of several jobs share a chunk, and
+so the model's padded batches; a long job spans several chunks). Between chunks the model checks each job: one that
+was cancelled (its request timed out or its client left) or whose deadline has passed is not scored further, so an
+abandoned heavy request costs at most the chunk in progress and does not hold up the requests behind it. (A job
+scored in several chunks, or with other jobs, gets its scores up to float rounding: its texts are padded alongside
+different neighbours.)
 """
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +27,16 @@ from haystack.utils import ComponentDevice
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
 
 LongTexts = Literal["split", "truncate"]
+_Group = tuple[LongTexts, bool]  # (long_texts, raw_scores): jobs alike in both can share a model call
+
+# Model batches (of `batch_size` pairs) per chunk by default, and the characters a chunk may hold per document
+# (about one 256-token passage), so a chunk of long texts does not grow into a long model call.
+_BATCHES_PER_CHUNK = 4
+_CHARS_PER_CHUNK_DOCUMENT = 1_000
+
+
+class JobCancelledError(Exception):
+    """The job was cancelled, or its deadline passed, before the model finished it; the rest was not scored."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,8 @@ class RerankJob:
     :param long_texts: `"split"` scores a long text by its best passage, `"truncate"` by its beginning.
     :param max_tokens_per_text: Cut every text to this many tokens first (Cohere `max_tokens_per_doc`).
     :param raw_scores: Return raw logits instead of sigmoid scores.
+    :param deadline: A `time.monotonic()` time after which the model stops scoring the job; `None` for no deadline.
+    :param cancelled: Set it (or call `cancel()`) to stop scoring the job at the next chunk.
     """
 
     query: str
@@ -38,10 +58,21 @@ class RerankJob:
     long_texts: LongTexts = "split"
     max_tokens_per_text: int | None = None
     raw_scores: bool = False
+    deadline: float | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     @property
     def size(self) -> int:
         return len(self.texts)
+
+    def cancel(self) -> None:
+        """Stop scoring this job at the next chunk (its result becomes a `JobCancelledError`)."""
+        self.cancelled.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the job was cancelled or its deadline has passed."""
+        return self.cancelled.is_set() or (self.deadline is not None and time.monotonic() >= self.deadline)
 
 
 @dataclass(frozen=True)
@@ -84,6 +115,7 @@ class ServedModel:
         batch_size: int = 16,
         num_threads: int | None = None,
         model_name: str | None = None,
+        chunk_documents: int | None = None,
     ) -> None:
         """
         :param model: A local cross-encoder directory (or a cached Hugging Face hub id).
@@ -93,9 +125,17 @@ class ServedModel:
         :param batch_size: Pairs per forward pass.
         :param num_threads: CPU threads for the model; `None` keeps the library default.
         :param model_name: The name `GET /info` reports; defaults to the model directory's name.
+        :param chunk_documents: Documents per model call; cancelled jobs and deadlines are checked between calls.
+            `None` is 4 x `batch_size`.
+        :raises ValueError: If `chunk_documents` is not a positive integer.
         """
+        if chunk_documents is not None and (isinstance(chunk_documents, bool) or chunk_documents <= 0):
+            msg = f"chunk_documents must be a positive integer or None, got {chunk_documents!r}."
+            raise ValueError(msg)
         self.model = str(model)
+        self.model_id = public_model_id(self.model)
         self.model_name = model_name or Path(self.model).name or self.model
+        self.chunk_documents = chunk_documents or _BATCHES_PER_CHUNK * batch_size
         self.backend = backend
         self._ranker_parameters: dict[str, Any] = {
             "model": self.model,
@@ -142,48 +182,79 @@ class ServedModel:
     def rank_many(self, jobs: Sequence[RerankJob]) -> list[list[RankedText]]:
         """
         Ranks several jobs with shared model batches (jobs alike in `long_texts` and `raw_scores` are scored in
-        one model call); each job's result is what `rank` returns for it.
+        shared model calls); each job's result is what `rank` returns for it.
 
         :param jobs: The jobs.
         :returns: One list of `RankedText` per job, in the order of `jobs`.
+        :raises Exception: The first job's error, if a job fails (or was cancelled: `JobCancelledError`).
         """
-        self.warm_up()
-        results: list[list[RankedText]] = [[] for _ in jobs]
-        groups: dict[tuple[LongTexts, bool], list[int]] = {}
-        for position, job in enumerate(jobs):
-            groups.setdefault((job.long_texts, job.raw_scores), []).append(position)
-        for (long_texts, raw_scores), positions in groups.items():
-            ranker = self._splitting if long_texts == "split" else self._truncating_ranker()
-            documents = [self._documents(jobs[position]) for position in positions]
-            ranked = ranker.run_batch(
-                queries=[jobs[position].query for position in positions],
-                documents=documents,
-                top_k=max(1, *(len(docs) for docs in documents)),
-                activation="identity" if raw_scores else "sigmoid",
-            )["documents"]
-            for position, ranked_documents in zip(positions, ranked, strict=True):
-                results[position] = [_ranked_text(document) for document in ranked_documents]
-        return results
+        results = list(self.rank_batch(jobs))
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results  # type: ignore[return-value]
 
     def rank_batch(self, jobs: Iterable[RerankJob]) -> Iterator[list[RankedText] | Exception]:
         """
-        The `score_batch` of the service's `DynamicBatcher`: takes every job of the batch, scores them together
-        with `rank_many` and yields one result per job. If the shared call fails, each job is retried alone, so a
-        job that fails yields its exception without failing the others.
+        The `score_batch` of the service's `DynamicBatcher`: takes every job of the batch, scores them together in
+        chunks and yields one result per job, in order, as soon as the job and those before it are done.
+
+        Before each chunk, a job that was cancelled or is past its deadline is dropped: it yields a
+        `JobCancelledError`. If a chunk's shared model call fails, each job in it is retried alone, so a job that
+        fails yields its exception without failing the others.
         """
         taken = list(jobs)
         if not taken:
             return
+        self.warm_up()
+        chunks, errors = self._chunks(taken)
+        progress = _Progress(taken, chunks, errors)
+        for group, chunk in chunks:
+            live = [piece for piece in chunk if progress.wants(piece.position)]
+            if live:
+                for piece, scored in zip(live, self._score_chunk(group, live), strict=True):
+                    progress.record(piece.position, scored)
+            yield from progress.finished()
+        yield from progress.finished()
+
+    def _chunks(self, jobs: Sequence[RerankJob]) -> tuple[list[tuple[_Group, list["_Piece"]]], dict[int, Exception]]:
+        """The jobs' documents cut into chunks (by group), and the errors of jobs whose documents failed."""
+        groups: dict[_Group, list[tuple[int, str, Document]]] = {}
+        errors: dict[int, Exception] = {}
+        for position, job in enumerate(jobs):
+            try:
+                documents = self._documents(job)
+            except Exception as error:
+                errors[position] = error
+                continue
+            group = groups.setdefault((job.long_texts, job.raw_scores), [])
+            group += [(position, job.query, document) for document in documents]
+        chunks = [
+            (group, chunk) for group, documents in groups.items() for chunk in _pack(documents, self.chunk_documents)
+        ]
+        return chunks, errors
+
+    def _score_chunk(self, group: _Group, pieces: list["_Piece"]) -> list[list[Document] | Exception]:
         try:
-            results: list[list[RankedText] | Exception] = list(self.rank_many(taken))
+            return self._run_ranker(group, pieces)
         except Exception:
-            results = []
-            for job in taken:
+            results: list[list[Document] | Exception] = []
+            for piece in pieces:
                 try:
-                    results.append(self.rank(job))
+                    results += self._run_ranker(group, [piece])
                 except Exception as error:
                     results.append(error)
-        yield from results
+            return results
+
+    def _run_ranker(self, group: _Group, pieces: list["_Piece"]) -> list[list[Document]]:
+        long_texts, raw_scores = group
+        ranker = self._splitting if long_texts == "split" else self._truncating_ranker()
+        return ranker.run_batch(
+            queries=[piece.query for piece in pieces],
+            documents=[piece.documents for piece in pieces],
+            top_k=max(len(piece.documents) for piece in pieces),
+            activation="identity" if raw_scores else "sigmoid",
+        )["documents"]
 
     def _documents(self, job: RerankJob) -> list[Document]:
         texts = list(job.texts)
@@ -197,6 +268,93 @@ class ServedModel:
                 self._truncating = CrossEncoderRanker(**self._ranker_parameters, split_long_documents=False)
         self._truncating.warm_up()
         return self._truncating
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A job's consecutive documents within one chunk."""
+
+    position: int
+    query: str
+    documents: list[Document]
+
+
+def _pack(documents: Iterable[tuple[int, str, Document]], max_documents: int) -> list[list[_Piece]]:
+    """Cuts (job position, query, document) into chunks of at most `max_documents` documents and as many
+    characters as `max_documents` average documents (a longer document makes a chunk of its own)."""
+    max_chars = max_documents * _CHARS_PER_CHUNK_DOCUMENT
+    chunks: list[list[_Piece]] = []
+    count = chars = 0
+    for position, query, document in documents:
+        size = len(document.content or "")
+        if not chunks or count >= max_documents or (count and chars + size > max_chars):
+            chunks.append([])
+            count = chars = 0
+        chunk = chunks[-1]
+        if not chunk or chunk[-1].position != position:
+            chunk.append(_Piece(position, query, []))
+        chunk[-1].documents.append(document)
+        count += 1
+        chars += size
+    return chunks
+
+
+class _Progress:
+    """The jobs of one batch while their chunks are scored: documents scored so far, pieces left, errors."""
+
+    def __init__(
+        self, jobs: Sequence[RerankJob], chunks: Iterable[tuple[Any, list[_Piece]]], errors: dict[int, Exception]
+    ) -> None:
+        self._jobs = jobs
+        self._pieces_left = [0] * len(jobs)
+        for _, chunk in chunks:
+            for piece in chunk:
+                self._pieces_left[piece.position] += 1
+        self._scored: list[list[Document]] = [[] for _ in jobs]
+        self._errors = dict(errors)
+        self._next = 0
+
+    def wants(self, position: int) -> bool:
+        """Whether the job's next piece should be scored; a stopped job gets its `JobCancelledError` here."""
+        if position not in self._errors and self._jobs[position].stopped:
+            self._errors[position] = JobCancelledError(
+                "The request was cancelled or timed out; the model stopped scoring it."
+            )
+        return position not in self._errors
+
+    def record(self, position: int, scored: list[Document] | Exception) -> None:
+        """One piece of the job scored (its documents), or failed (the job fails)."""
+        self._pieces_left[position] -= 1
+        if isinstance(scored, Exception):
+            self._errors.setdefault(position, scored)
+        else:
+            self._scored[position] += scored
+
+    def finished(self) -> Iterator[list[RankedText] | Exception]:
+        """The results of the jobs, in order, that are done and follow only jobs already done."""
+        while self._next < len(self._jobs) and (self._pieces_left[self._next] == 0 or not self.wants(self._next)):
+            position = self._next
+            self._next += 1
+            error = self._errors.get(position)
+            yield error if error is not None else _ranked(self._scored[position])
+
+
+def _ranked(documents: list[Document]) -> list[RankedText]:
+    # CrossEncoderRanker's order, across chunks: by score (no score last), ties in request order.
+    documents = sorted(documents, key=lambda d: (d.score is None, -(d.score or 0.0), int(d.id)))
+    return [_ranked_text(document) for document in documents]
+
+
+def public_model_id(model: str) -> str:
+    """
+    What the service tells clients about its model: a local directory's name (never its path on the server), or
+    the Hugging Face hub id as given.
+    """
+    path = Path(model).expanduser()
+    is_local = path.is_absolute() or path.exists() or model.startswith((".", "~")) or "\\" in model
+    if not is_local:
+        return model
+    return path.resolve().name or model
 
 
 def _ranked_text(document: Document) -> RankedText:

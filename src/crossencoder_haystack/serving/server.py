@@ -3,19 +3,18 @@
 On a shutdown signal uvicorn stops accepting connections and lets in-flight requests finish (for up to
 `request_timeout` seconds plus a little), then the app's lifespan stops the model worker after it has scored
 everything still queued.
+
+It needs an API key, or an explicit choice not to have one: see `crossencoder_haystack.serving.auth` for the rule.
+A missing key is found before the model loads.
 """
 
 from pathlib import Path
 from typing import Literal
 
-from haystack import logging
-from haystack.utils import Secret
-
 from crossencoder_haystack.serving.app import create_app
-from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
+from crossencoder_haystack.serving.auth import resolve_api_key
+from crossencoder_haystack.serving.limits import ServiceLimits
 from crossencoder_haystack.serving.served_model import ServedModel
-
-logger = logging.getLogger(__name__)
 
 _SHUTDOWN_GRACE_SECONDS = 5.0
 
@@ -26,7 +25,8 @@ def serve(
     backend: Literal["torch", "onnx", "openvino"] = "torch",
     host: str = "127.0.0.1",
     port: int = 8080,
-    api_key_env: str | None = DEFAULT_API_KEY_ENV,
+    api_key_env: str | None = None,
+    no_auth: bool = False,
     limits: ServiceLimits | None = None,
     max_length: int | None = None,
     batch_size: int = 16,
@@ -48,7 +48,9 @@ def serve(
     :param host: The interface to listen on; `0.0.0.0` for every interface.
     :param port: The TCP port.
     :param api_key_env: The environment variable holding the API key clients must send as
-        `Authorization: Bearer <key>`. If it is unset (or `api_key_env` is `None`), no key is required.
+        `Authorization: Bearer <key>`; it must be set. `None` reads `RERANK_API_KEY` if that is set, and otherwise
+        serves without a key on a loopback `host` only (see `crossencoder_haystack.serving.auth`).
+    :param no_auth: Serve without an API key on any host, on purpose.
     :param limits: Request limits, queue size, batch window and timeout; defaults to `ServiceLimits()`.
     :param max_length: Tokens of query plus passage the model sees; `None` uses the model's limit.
     :param batch_size: Pairs per forward pass.
@@ -56,18 +58,14 @@ def serve(
         work, 1 can be several times faster than oversubscribing every core.
     :param model_name: The model name `GET /info` reports.
     :param log_level: Uvicorn's log level.
+    :raises AuthConfigurationError: If no API key is set where one is required (before the model loads).
     :raises ModelNotAvailableError: If the model cannot be loaded.
     :raises RuntimeError: If the server could not start (e.g. the port is taken).
     """
     import uvicorn
 
     limits = limits or ServiceLimits()
-    api_key = Secret.from_env_var(api_key_env, strict=False) if api_key_env else None
-    if api_key is None or not api_key.resolve_value():
-        logger.warning(
-            "No API key is set ({variable} is empty): the service accepts requests without one.",
-            variable=api_key_env or "api_key_env=None",
-        )
+    api_key = resolve_api_key(api_key_env, no_auth=no_auth, host=host)
     served = ServedModel(
         model,
         backend=backend,
