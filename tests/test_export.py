@@ -16,6 +16,7 @@ from haystack_integrations.components.rankers.crossencoder.export import (
     read_manifest,
     validate_export_options,
 )
+from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward, openvino_config
 from tests.test_scoring import build_tiny_pooled_cross_encoder
 
 TEXTS = [
@@ -76,8 +77,9 @@ class TestOnnx:
         )
 
     def test_fp32_scores_equal_torch(self, onnx_dir, torch_scores):
+        # onnxruntime computes a float32 model in float32 on x86, AMX / AVX512-BF16 CPUs included.
         scores = _scores(onnx_dir, backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})
-        np.testing.assert_allclose(scores, torch_scores, atol=1e-4)
+        np.testing.assert_allclose(scores, torch_scores, atol=1e-5)
 
     def test_int8_scores_are_close_to_torch(self, onnx_dir, torch_scores):
         import onnx
@@ -122,8 +124,25 @@ class TestOnnx:
 
 class TestOpenVino:
     def test_fp32_scores_equal_torch(self, openvino_dir, torch_scores):
+        # On CPUs with AMX / AVX512-BF16 OpenVINO would run this model in bfloat16 unless told otherwise (~1e-4 off).
         scores = _scores(openvino_dir, backend="openvino", model_kwargs={"file_name": "openvino/openvino_model.xml"})
-        np.testing.assert_allclose(scores, torch_scores, atol=1e-4)
+        np.testing.assert_allclose(scores, torch_scores, atol=1e-5)
+
+    def test_the_model_is_compiled_in_float32_on_any_cpu(self, openvino_dir):
+        import openvino as ov
+        import openvino.properties.hint as hints
+
+        forward = OpenVinoForward(openvino_dir / "openvino/openvino_model.xml", num_threads=1)
+        assert forward.compiled.get_property(hints.inference_precision()) == ov.Type.f32
+
+    def test_precision_options(self):
+        import openvino as ov
+        import openvino.properties.hint as hints
+
+        assert openvino_config()[hints.inference_precision()] == ov.Type.f32
+        assert openvino_config("bf16")[hints.inference_precision()] == ov.Type.bf16
+        with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', got 'fp16'"):
+            openvino_config("fp16")
 
     def test_int8_static_scores_are_close_to_torch(self, openvino_dir, torch_scores):
         assert read_manifest(openvino_dir)["openvino"].file == "openvino/openvino_model_qint8_static.xml"

@@ -161,7 +161,7 @@ class ServedModel:
             from transformers import AutoTokenizer
 
             self._splitting.warm_up()
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=False)
 
     @property
     def max_length(self) -> int:

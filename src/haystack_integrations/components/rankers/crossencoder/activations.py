@@ -4,7 +4,7 @@ The score is `activation(scale * logit)`. Only the order of scores is reliable a
 the activation only changes their range: `sigmoid` (0..1), `identity` (raw logits), `tanh` (-1..1).
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -13,6 +13,17 @@ ACTIVATIONS: tuple[str, ...] = ("sigmoid", "identity", "tanh")
 
 # sentence-transformers stores the activation as a dotted torch class path in config_sentence_transformers.json
 _TORCH_ACTIVATION_NAMES = {"Sigmoid": "sigmoid", "Identity": "identity", "Tanh": "tanh"}
+# The only dotted paths a model's files may name as its activation (unless the user trusts its code): as
+# sentence-transformers writes them (`torch.nn.modules...`) and as torch exports them (`torch.nn.Sigmoid`).
+# They are looked up here, never imported.
+TORCH_ACTIVATION_PATHS: dict[str, str] = {
+    "torch.nn.modules.activation.Sigmoid": "sigmoid",
+    "torch.nn.Sigmoid": "sigmoid",
+    "torch.nn.modules.linear.Identity": "identity",
+    "torch.nn.Identity": "identity",
+    "torch.nn.modules.activation.Tanh": "tanh",
+    "torch.nn.Tanh": "tanh",
+}
 
 
 def validate_activation(activation: str, parameter: str = "activation") -> str:
@@ -34,6 +45,24 @@ def validate_scale(scale: float, parameter: str = "scale") -> float:
 def activation_from_torch_module(module: object) -> str | None:
     """Name of our activation matching a torch activation module (e.g. `torch.nn.Sigmoid()`), or None."""
     return _TORCH_ACTIVATION_NAMES.get(type(module).__name__)
+
+
+def activation_from_torch_path(path: object) -> str | None:
+    """Name of our activation for a dotted torch class path from a model's configuration, or None if unknown."""
+    return TORCH_ACTIVATION_PATHS.get(path) if isinstance(path, str) else None
+
+
+def torch_activation_module(activation: str) -> Any:
+    """
+    A new torch module for one of our activations, e.g. `torch.nn.Sigmoid()` for `"sigmoid"`.
+
+    :param activation: One of `ACTIVATIONS`.
+    :raises ValueError: If the activation is unknown.
+    """
+    from torch import nn
+
+    modules = {"sigmoid": nn.Sigmoid, "identity": nn.Identity, "tanh": nn.Tanh}
+    return modules[validate_activation(activation)]()
 
 
 def apply_activation(logits: np.ndarray, activation: str, scale: float = 1.0) -> np.ndarray:

@@ -123,7 +123,9 @@ def export_cross_encoder(
     :param calibration_pairs: (query, document) pairs representative of production traffic; required for
         `"int8-static"` (a few dozen suffice).
     :param max_length: The maximum tokens per pair the exported model is used with; `None` keeps the model's.
-    :param trust_remote_code: Whether to allow models with custom code.
+    :param trust_remote_code: Whether to run code the model directory names (`auto_map` entries, custom module
+        classes, a custom activation). `False` loads the model with `load_cross_encoder`'s safe defaults and leaves
+        the `auto_map` entries out of the exported config files; pass `True` only for a model whose code you trust.
     :returns: What was written, as recorded in the manifest.
     :raises ValueError: If an option is not supported, or `"int8-static"` comes without calibration pairs.
     :raises ModelNotAvailableError: If the model cannot be loaded.
@@ -150,7 +152,7 @@ def export_cross_encoder(
         raise ValueError(msg)
     output = Path(output_dir).expanduser()
     output.mkdir(parents=True, exist_ok=True)
-    _write_model_files(cross_encoder, output)
+    _write_model_files(cross_encoder, output, keep_code_references=trust_remote_code)
 
     with tempfile.TemporaryDirectory(prefix="crossencoder-export-") as scratch:
         onnx_file = _export_onnx(cross_encoder, Path(scratch) / "model.onnx")
@@ -231,13 +233,30 @@ def _exported_file_name(backend: str, optimize: str | None, quantize: str | None
     return Path("openvino") / f"openvino_model{suffix}.xml"
 
 
-def _write_model_files(cross_encoder: Any, output: Path) -> None:
-    """Tokenizer, configs and model card of the cross-encoder, without its torch weights."""
+def _write_model_files(cross_encoder: Any, output: Path, keep_code_references: bool = False) -> None:
+    """
+    Tokenizer, configs and model card of the cross-encoder, without its torch weights.
+
+    :param keep_code_references: Keep `auto_map` entries (custom code for transformers' Auto classes) in the JSON
+        files; without it they are dropped, as the model was loaded without that code.
+    """
     with tempfile.TemporaryDirectory(prefix="crossencoder-export-") as scratch:
         cross_encoder.save(scratch)
         for path in Path(scratch).iterdir():
             if path.is_file() and path.name not in _WEIGHT_FILES and not (output / path.name).exists():
-                shutil.copyfile(path, output / path.name)
+                if path.suffix == ".json" and not keep_code_references:
+                    _copy_json_without_auto_map(path, output / path.name)
+                else:
+                    shutil.copyfile(path, output / path.name)
+
+
+def _copy_json_without_auto_map(source: Path, target: Path) -> None:
+    data = json.loads(source.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "auto_map" in data:
+        data.pop("auto_map")
+        target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    else:
+        shutil.copyfile(source, target)
 
 
 def _export_onnx(cross_encoder: Any, path: Path) -> Path:

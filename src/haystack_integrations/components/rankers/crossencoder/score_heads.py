@@ -8,7 +8,8 @@ head on the joint embedding, which has to learn query-document interaction from 
 few hundred steps that made that recipe too slow on a CPU).
 
 sentence-transformers imports module classes outside its own namespace only with `trust_remote_code=True`;
-`load_cross_encoder` allows exactly this class (see `model_loading.uses_only_known_heads`).
+`load_cross_encoder` hands it this class itself (it is in `model_loading.KNOWN_HEADS`), so a model with this head
+loads with `trust_remote_code=False` and no code from the model directory runs.
 """
 
 from typing import Any
