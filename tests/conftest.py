@@ -12,6 +12,8 @@ pytest_plugins = ["tests.cloud_fixtures"]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nor send Haystack usage telemetry (read once, when haystack is first imported: nothing above imports it).
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 
 @pytest.fixture(scope="session")

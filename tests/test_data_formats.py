@@ -161,3 +161,41 @@ def test_trec_reader_sorts_by_rank_and_rejects_bad_lines(tmp_path):
         read_trec_run(path)
     with pytest.raises(ValueError, match="without spaces"):
         write_trec_run({"q1": [("doc with space", 1.0)]}, tmp_path / "x.trec")
+
+
+def test_files_with_a_byte_order_mark_are_read(tmp_path):
+    bom = "utf-8-sig"
+    rows = tmp_path / "judged.csv"
+    rows.write_bytes("query,document,grade\ncats,d1,1\n".encode(bom))
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_bytes("id,title,text\nd1,Cats,Cats purr.\n".encode(bom))
+    jsonl_corpus = tmp_path / "corpus.jsonl"
+    jsonl_corpus.write_bytes((json.dumps({"_id": "d1", "text": "Cats purr."}) + "\n").encode(bom))
+
+    dataset = load_judged_rows(rows, corpus)
+    assert dataset.queries == {"q1": "cats"}
+    assert dataset.qrels == {"q1": {"d1": 1}}
+    assert list(dataset.corpus) == ["d1"]
+    assert list(load_judged_rows(rows, jsonl_corpus).corpus) == ["d1"]
+
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_bytes("q1\td1\t1\n".encode(bom))
+    assert read_qrels(qrels) == {"q1": {"d1": 1}}
+    run = tmp_path / "run.trec"
+    run.write_bytes("q1 Q0 d1 1 2.0 bm25\n".encode(bom))
+    assert read_trec_run(run) == {"q1": [("d1", 2.0)]}
+
+
+def test_a_row_with_more_fields_than_the_header_names_file_and_line(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    _write_jsonl(corpus, [{"_id": "d1", "text": "Cats purr."}])
+    rows = tmp_path / "judged.csv"
+    rows.write_text('query,document,grade\n"multi\nline",d1,1\nq0,version 2,1,0\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"judged.csv:4: the row has 4 fields but the header has 3 columns \(extra"):
+        load_judged_rows(rows, corpus)
+
+    corpus_csv = tmp_path / "corpus.csv"
+    corpus_csv.write_text("id,text\nd1,Cats purr, mostly.\n", encoding="utf-8")
+    rows.write_text("query,document,grade\ncats,d1,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"corpus.csv:2: .*\(extra: ' mostly.'\)\. Quote texts that contain a ','"):
+        load_dataset(rows, corpus=corpus_csv)

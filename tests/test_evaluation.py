@@ -447,3 +447,200 @@ def test_cli_evaluate_with_first_stage_only_and_seeded_query_sample(animals, tmp
         main(["evaluate", "--dataset", str(animals), "--k", "0,5"])
     assert main(["evaluate", "--dataset", str(animals), "--first-stage", "nope", "--no-progress"]) == 2
     assert "first_stage must be one of" in capsys.readouterr().err
+
+
+class _NoToDictRanker:
+    """A ranker without to_dict that keeps its init parameter under its own name (readable settings)."""
+
+    def __init__(self, boost: float) -> None:
+        self.boost = boost
+
+    def _boost(self) -> float:
+        return self.boost
+
+    def run(self, query: str, documents: list[Document]) -> dict:
+        ranked = [Document(id=doc.id, content=doc.content, score=self._boost() * len(doc.content)) for doc in documents]
+        return {"documents": sorted(ranked, key=lambda doc: -doc.score)}
+
+
+class _HiddenSettingsRanker(_NoToDictRanker):
+    """A ranker whose setting cannot be read back (kept under another name)."""
+
+    def __init__(self, boost: float) -> None:
+        self._hidden_boost = boost
+
+    def _boost(self) -> float:
+        return self._hidden_boost
+
+
+def test_ranker_identity_differs_when_settings_differ_even_with_token_secrets(tiny_model_path, spread_model_path):
+    from haystack.utils import Secret
+
+    def with_token(model, token="hf_secret_1", **settings):
+        return ranker_from_component(
+            CrossEncoderRanker(model=str(model), token=Secret.from_token(token), **settings), "r"
+        )
+
+    plain = with_token(tiny_model_path)
+    assert with_token(spread_model_path).identity != plain.identity  # another model
+    assert with_token(tiny_model_path, scale_score=False).identity != plain.identity  # another setting
+    # The token does not change scores: another token shares the cache; the same settings without a token too.
+    assert with_token(tiny_model_path, token="hf_secret_2").identity == plain.identity
+    assert ranker_from_component(CrossEncoderRanker(model=str(tiny_model_path)), "r").identity == plain.identity
+    settings_text = json.dumps(plain.settings)
+    assert "hf_secret_1" not in settings_text and "token" not in plain.settings["init_parameters"]
+    with pytest.raises(ValueError, match="Cannot serialize token-based secret"):  # the redaction was temporary
+        Secret.from_token("x").to_dict()
+
+    # Without to_dict: the settings are read from the attributes named like the init parameters.
+    assert (
+        ranker_from_component(_NoToDictRanker(1.0), "a").identity
+        != ranker_from_component(_NoToDictRanker(2.0), "b").identity
+    )
+    assert ranker_from_component(_NoToDictRanker(1.0), "a").settings["init_parameters"] == {"boost": 1.0}
+
+
+def test_rankers_with_token_secrets_do_not_share_cached_scores(animals, tmp_path, tiny_model_path, spread_model_path):
+    from haystack.utils import Secret
+
+    def ranker(model):
+        return ranker_from_component(CrossEncoderRanker(model=str(model), token=Secret.from_token("hf_x")), "ranker")
+
+    arguments = {"ks": [6], "latency_queries": 0, "show_progress": False}
+    evaluate(animals, rankers=[ranker(tiny_model_path)], cache_dir=tmp_path / "shared", **arguments)
+    second = evaluate(animals, rankers=[ranker(spread_model_path)], cache_dir=tmp_path / "shared", **arguments)
+    alone = evaluate(animals, rankers=[ranker(spread_model_path)], cache_dir=tmp_path / "fresh", **arguments)
+
+    assert second.rankers[0]["model_calls"] > 0  # scored by its own model, not served the first ranker's scores
+    assert second.row("ranker", 6).rankings == alone.row("ranker", 6).rankings
+
+
+def test_a_ranker_whose_settings_cannot_be_read_is_not_cached(animals, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="crossencoder_haystack.evaluation.rankers"):
+        hidden = ranker_from_component(_HiddenSettingsRanker(3.0), "hidden")
+    assert hidden.identity is None
+    assert "Ranker 'hidden': its settings cannot be read" in caplog.text
+    assert "it has no to_dict(); init parameter 'boost' is not kept as attribute self.boost" in caplog.text
+    assert "so its scores are not cached" in caplog.text
+
+    result = evaluate(
+        animals, rankers=[hidden], ks=[4], latency_queries=0, cache_dir=tmp_path / "cache", show_progress=False
+    )
+    assert result.rankers[0]["identity"] is None
+    with ScoreCache(tmp_path / "cache" / "scores.sqlite3") as cache:
+        assert len(cache) == 0
+
+
+def test_fusion_weights_0_and_1_reproduce_the_ranker_and_the_first_stage_from_cached_scores(
+    animals, tmp_path, spread_model_path
+):
+    arguments = {"rankers": [str(spread_model_path)], "ks": [6], "cache_dir": tmp_path / "cache"}
+    plain = evaluate(animals, latency_queries=1, show_progress=False, **arguments)
+
+    fused = evaluate(
+        animals, latency_queries=0, show_progress=False, fusion_weights=[1, 0], output=tmp_path / "out", **arguments
+    )
+
+    name = spread_model_path.name
+    assert fused.rankers[0]["model_calls"] == 0  # fusion re-sorts the cached scores
+    assert [row.run_name for row in fused.rows] == ["bm25@6", f"{name}@6", f"{name}@6-alpha0", f"{name}@6-alpha1"]
+    first_stage, ranker = fused.row("bm25"), fused.row(name, 6)
+    alpha0, alpha1 = fused.row(name, 6, fusion_weight=0.0), fused.row(name, 6, fusion_weight=1.0)
+    assert ranker.metrics == plain.row(name, 6).metrics  # the rows without fusion do not change
+    assert alpha0.rankings == ranker.rankings
+    assert alpha0.metrics == ranker.metrics
+    assert alpha1.metrics == pytest.approx(first_stage.metrics)
+    assert {query_id: [doc for doc, _ in ranking] for query_id, ranking in alpha1.rankings.items()} == {
+        query_id: [doc for doc, _ in ranking] for query_id, ranking in first_stage.rankings.items()
+    }
+    assert alpha1.significance == {"ndcg@10": "", "mrr@10": "", "map": ""}  # the same run as the first stage
+    assert alpha0.latency == ranker.latency and alpha0.letter == ""
+    assert fused.comparison.p_values[f"{alpha1.run_name}|bm25@6"]["ndcg@10"] == pytest.approx(1.0)
+
+    results = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
+    assert [row["fusion_weight"] for row in results["rows"]] == [None, None, 0.0, 1.0]
+    assert results["settings"]["fusion_weights"] == [0.0, 1.0] and results["settings"]["fusion"] == "minmax"
+    assert (tmp_path / "out" / "runs" / f"{name}@6-alpha1.trec").is_file()
+
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render_table(fused))
+    table = console.export_text()
+    assert "α²" in table and "minmax normalisation" in table
+    assert "α" not in _table_text(plain)  # without fusion weights the table is as before
+
+
+def _table_text(result) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render_table(result))
+    return console.export_text()
+
+
+def test_cli_fusion_weights_and_their_errors(animals, tmp_path, tiny_model_path, capsys):
+    from crossencoder_haystack.evaluation.command import FUSION_CHOICES
+    from haystack_integrations.components.rankers.crossencoder.fusion import FUSIONS
+
+    assert FUSION_CHOICES == FUSIONS
+    arguments = ["evaluate", "--dataset", str(animals), "--ranker", str(tiny_model_path), "--k", "4"]
+    arguments += ["--latency-queries", "0", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+
+    assert main([*arguments, "--fusion-weights", "0,0.5,1", "--fusion", "rrf", "--output", str(tmp_path / "o")]) == 0
+    assert "rrf normalisation" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))["rows"]
+    assert [row["fusion_weight"] for row in rows] == [None, None, 0.0, 0.5, 1.0]
+
+    for bad in ("1.5", "x", ","):
+        with pytest.raises(SystemExit):
+            main([*arguments, "--fusion-weights", bad])
+        assert "--fusion-weights takes comma-separated numbers in [0, 1]" in capsys.readouterr().err
+    assert main([*arguments[:3], *arguments[5:], "--fusion-weights", "0.5"]) == 2
+    assert "fusion_weights fuse a ranker's scores with the first stage's, but no ranker" in capsys.readouterr().err
+
+
+def test_fused_ranking_keeps_dropped_documents_out_and_unscored_ones_last():
+    from crossencoder_haystack.evaluation import fused_ranking
+
+    candidates = ["a", "b", "c", "d"]
+    rerank = {"a": 1.0, "b": None, "c": float("-inf"), "d": 2.0}
+    first_stage = {"a": 9.0, "b": 8.0, "c": 7.0, "d": 1.0}
+
+    assert fused_ranking(candidates, rerank, first_stage, 0.0) == [("d", 2.0), ("a", 1.0), ("c", float("-inf"))]
+    assert [doc for doc, _ in fused_ranking(candidates, rerank, first_stage, 1.0)] == ["a", "d", "c"]
+    # equal fused scores: first-stage order decides
+    assert [doc for doc, _ in fused_ranking(["x", "y"], {"x": 0.0, "y": 1.0}, {"x": 1.0, "y": 0.0}, 0.5)] == ["x", "y"]
+
+
+# Two queries where the ranker and the first stage each get one right (minmax fusion, worked out by hand):
+# t1: fused a = 0.95(1-α) + α, b = (1-α) + 0.444α -> a first from α ≈ 0.083 on;
+# t2: fused x = 1-α, y = α -> x first below α = 0.5 (at 0.5 the tie goes to the first stage's y).
+TUNE_RERANK = {"t1": {"a": 2.9, "b": 3.0, "c": 1.0}, "t2": {"x": 5.0, "y": 0.0}}
+TUNE_FIRST_STAGE = {"t1": {"a": 10.0, "b": 5.0, "c": 1.0}, "t2": {"x": 9.0, "y": 10.0}}
+TUNE_QRELS = {"t1": {"a": 1}, "t2": {"x": 1}, "unranked": {"z": 1}}
+ONE_WRONG = (1 + 1 / 1.584962500721156) / 2  # one query at rank 1, the other at rank 2: nDCG 1 and 1/log2(3)
+
+
+def test_tune_fusion_weight_on_hand_made_scores():
+    from crossencoder_haystack.evaluation import tune_fusion_weight
+
+    best, per_weight = tune_fusion_weight(TUNE_RERANK, TUNE_FIRST_STAGE, TUNE_QRELS)
+
+    assert best == 0.1  # 0.1 .. 0.4 all rank both queries right: the smallest wins
+    assert list(per_weight) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert per_weight[0.0] == pytest.approx(ONE_WRONG)
+    assert [per_weight[weight] for weight in (0.1, 0.2, 0.3, 0.4)] == pytest.approx([1.0] * 4)
+    assert [per_weight[weight] for weight in (0.5, 0.7, 1.0)] == pytest.approx([ONE_WRONG] * 3)
+
+    # Reciprocal ranks: each query flips at α = 0.5 the other way, so every weight ties and 0 wins.
+    best_rrf, per_weight_rrf = tune_fusion_weight(TUNE_RERANK, TUNE_FIRST_STAGE, TUNE_QRELS, [0.7, 0.2], "rrf")
+    assert best_rrf == 0.2 and per_weight_rrf == pytest.approx({0.2: ONE_WRONG, 0.7: ONE_WRONG})
+    assert tune_fusion_weight(TUNE_RERANK, TUNE_FIRST_STAGE, TUNE_QRELS, metric="mrr@10")[1][0.0] == pytest.approx(0.75)
+
+    with pytest.raises(ValueError, match="none of the 2 queries in `rerank`"):
+        tune_fusion_weight(TUNE_RERANK, TUNE_FIRST_STAGE, {"other": {"a": 1}})
+    with pytest.raises(ValueError, match=r"weights must be a number in \[0, 1\]"):
+        tune_fusion_weight(TUNE_RERANK, TUNE_FIRST_STAGE, TUNE_QRELS, weights=[0.5, 1.5])
+    with pytest.raises(ValueError, match="method must be one of 'minmax', 'zscore', 'rrf'"):
+        tune_fusion_weight(TUNE_RERANK, TUNE_FIRST_STAGE, TUNE_QRELS, method="sum")

@@ -165,3 +165,90 @@ def test_loss_follows_shape_and_can_be_forced(tmp_path, tiny_model_path):
     assert choice.name == "BinaryCrossEntropyLoss"
     assert choice.settings["pos_weight"] == 5.0
     assert choice.activation == "sigmoid"
+
+
+def test_pairs_grades_are_divided_by_the_highest_grade_and_recorded(tmp_path, caplog):
+    csv_file = tmp_path / "graded.csv"
+    csv_file.write_text("query,document,label\nq1,a,3\nq1,b,0\nq2,c,1\nq2,d,2\n", encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="crossencoder_haystack.training.data"):
+        data = load_training_data(csv_file)
+
+    assert [row["label"] for row in data.rows] == pytest.approx([1.0, 0.0, 1 / 3, 2 / 3])
+    assert data.label_rescale == "integer grades 0..3 divided by 3 (grade g -> g/3)"
+    assert "integer grades 0..3 divided by 3" in caplog.text and str(csv_file) in caplog.text
+    assert data.label_counts() == (3, 1)
+    assert all(0.0 <= label <= 1.0 for label in data.to_dataset()["label"])
+    train, held_out = data.split_by_query(0.5, seed=0)
+    assert train.label_rescale == held_out.label_rescale == data.label_rescale
+
+
+def test_pairs_labels_minus_one_and_one_become_zero_and_one(tmp_path):
+    path = write_jsonl(
+        tmp_path / "signs.jsonl",
+        [{"query": "q", "document": "a", "label": 1}, {"query": "q", "document": "b", "label": -1}],
+    )
+    data = load_training_data(path)
+    assert [row["label"] for row in data.rows] == [1.0, 0.0]
+    assert data.label_rescale == "labels -1/1 mapped to 0/1"
+    assert data.label_counts() == (1, 1)
+
+
+def test_pairs_labels_in_0_1_are_kept_as_given(tmp_path):
+    path = write_jsonl(
+        tmp_path / "soft.jsonl",
+        [{"query": "q", "document": "a", "label": 0.75}, {"query": "q", "document": "b", "label": 0}],
+    )
+    data = load_training_data(path)
+    assert [row["label"] for row in data.rows] == [0.75, 0.0]
+    assert data.label_rescale is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "bad_lines", "reason"),
+    [
+        ([1, 2.5], {3}, "label 2.5 is above 1 and not an integer grade"),
+        ([0, -2], {3}, "label -2 is below 0"),
+        ([0, 1, -1], {4}, "label -1 is below 0, and -1 can only mean 'not relevant' when every other label is 1"),
+        ([0.5, 3], {3}, "label 3 is above 1, but it is no grade since not every label is one (line 2 has 0.5)"),
+    ],
+)
+def test_pairs_labels_outside_0_1_that_are_no_grades_are_rejected_with_file_and_line(
+    tmp_path, labels, bad_lines, reason
+):
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text(
+        "query,document,label\n" + "".join(f"q,d{index},{label}\n" for index, label in enumerate(labels)),
+        encoding="utf-8",
+    )
+    with pytest.raises(TrainingDataError) as raised:
+        load_training_data(csv_file)
+    assert {problem.line for problem in raised.value.problems} == bad_lines
+    assert f"{csv_file}:{min(bad_lines)}: {reason}" in str(raised.value)
+    assert "integer grades 0, 1, 2, ... (divided by the highest grade) or -1/1 (mapped to 0/1)" in str(raised.value)
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path):
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_bytes("query,document,label\nq,café,1\nq,b,0\n".encode("utf-8-sig"))
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes((json.dumps({"query": "q", "positive": "p"}) + "\n").encode("utf-8-sig"))
+
+    assert load_training_data(csv_file).rows[0] == {"query": "q", "document": "café", "label": 1.0}
+    assert load_training_data(jsonl).shape == "triplets"
+
+
+def test_csv_row_with_more_fields_than_the_header_is_reported(tmp_path):
+    csv_file = tmp_path / "shifted.csv"
+    csv_file.write_text('query,document,label\nq0,ok,1\nq0,version 2,1,0\nq1,"a, b",0\n', encoding="utf-8")
+    with pytest.raises(TrainingDataError) as raised:
+        load_training_data(csv_file)
+    assert [problem.line for problem in raised.value.problems] == [3]
+    assert (
+        f"{csv_file}:3: the row has 4 fields but the header has 3 columns (extra: '0'); quote texts that contain a ','"
+    ) in str(raised.value)
+
+    tsv_file = tmp_path / "shifted.tsv"
+    tsv_file.write_text("query\tdocument\tlabel\nq\td\t1\textra\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"shifted.tsv:2: .*\(extra: 'extra'\); quote texts that contain a tab"):
+        load_training_data(tsv_file)

@@ -2,17 +2,46 @@
 
 Each sub-command lives in its area's `command.py` with a `register(subparsers)` function; heavy imports happen
 inside the handlers so that `rerank --help` stays fast.
+
+Expected errors (bad data, a bad parameter, a model that is not there, a YAML component outside Haystack's
+deserialization allowlist) print `rerank <command>: error: <message>` on stderr and exit with 2; `--debug` shows
+the traceback instead.
+
+Haystack's anonymous usage telemetry is off in the `rerank` process (data such as HR documents stays on the user's
+machine) unless the user sets `HAYSTACK_TELEMETRY_ENABLED` themselves.
 """
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from crossencoder_haystack.__about__ import __version__
 
+# Haystack reads this once, when it is first imported: set it before any sub-command imports haystack. A value the
+# user set (e.g. HAYSTACK_TELEMETRY_ENABLED=True) is kept.
+TELEMETRY_ENV_VAR = "HAYSTACK_TELEMETRY_ENABLED"
+os.environ.setdefault(TELEMETRY_ENV_VAR, "False")
+
 # Areas whose `command.register(subparsers)` adds sub-commands, in the order `rerank --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = ("demo", "serving", "evaluation", "export", "training")
+
+EXIT_USAGE_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+# Errors that mean "the input is wrong", not "the program is wrong": shown as one message without a traceback.
+# Named by module and class, so that checking an error imports nothing (the classes' modules may not be loaded).
+EXPECTED_ERRORS: frozenset[str] = frozenset(
+    {
+        "builtins.ValueError",  # bad parameters; TrainingDataError and the data readers' file:line errors
+        "builtins.FileNotFoundError",
+        "builtins.NotADirectoryError",
+        "haystack_integrations.components.rankers.crossencoder.model_loading.ModelNotAvailableError",
+        "haystack.core.errors.DeserializationError",  # e.g. a YAML component outside the allowlist
+        "haystack.core.errors.PipelineError",  # e.g. a YAML component whose package is not installed
+    }
+)
 
 
 def _version(_: argparse.Namespace) -> int:
@@ -24,18 +53,37 @@ def _version(_: argparse.Namespace) -> int:
     return 0
 
 
+def _add_debug_flag(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="Show the full traceback of an error instead of one line.",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rerank",
         description="Cross-encoder reranking for Haystack: demo, train, evaluate, export and serve rerankers.",
     )
     parser.add_argument("--version", action="version", version=f"crossencoder-haystack {__version__}")
+    _add_debug_flag(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     version = subparsers.add_parser("version", help="Print the versions of this package and its core libraries.")
     version.set_defaults(func=_version)
     for module_name in COMMAND_MODULES:
         importlib.import_module(f"crossencoder_haystack.{module_name}.command").register(subparsers)
+    # `rerank evaluate ... --debug` works as well as `rerank --debug evaluate ...`; SUPPRESS keeps a sub-command
+    # that is not given --debug from resetting the global flag.
+    for subparser in dict.fromkeys(subparsers.choices.values()):
+        _add_debug_flag(subparser, default=argparse.SUPPRESS)
     return parser
+
+
+def is_expected_error(error: BaseException) -> bool:
+    """Whether `error` is a user error (see `EXPECTED_ERRORS`), printed without a traceback."""
+    return any(f"{cls.__module__}.{cls.__qualname__}" in EXPECTED_ERRORS for cls in type(error).__mro__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.debug or not is_expected_error(error):
+            raise
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        print("(run with --debug to see the traceback)", file=sys.stderr)
+        return EXIT_USAGE_ERROR
 
 
 if __name__ == "__main__":

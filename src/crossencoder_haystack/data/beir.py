@@ -81,7 +81,7 @@ def document_text(document: CorpusDocument) -> str:
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; a line that is not a JSON object raises ValueError."""
-    with Path(path).open(encoding="utf-8") as lines:
+    with Path(path).open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -154,7 +154,7 @@ def read_qrels(path: str | Path) -> Qrels:
     :returns: {query id: {document id: grade}} in file order.
     """
     qrels: Qrels = {}
-    with Path(path).open(encoding="utf-8") as lines:
+    with Path(path).open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             fields = line.split("\t") if "\t" in line else line.split()
             fields = [cell.strip() for cell in fields]

@@ -8,6 +8,9 @@ The judgements file is a CSV (with a header row) or a JSONL file whose rows have
 
 The corpus file is a BEIR `corpus.jsonl` (`_id`, `title`, `text`) or a CSV with `_id` (or `id`), `text` and an
 optional `title` column.
+
+CSV/TSV files may start with a UTF-8 byte order mark (as Excel writes them). A row with more fields than the header
+is an error naming its file and line: an unquoted comma in a text would otherwise shift or drop a value silently.
 """
 
 import csv
@@ -36,10 +39,25 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() not in (".csv", ".tsv"):
         msg = f"{path}: judged rows must be a .csv, .tsv or .jsonl file."
         raise ValueError(msg)
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        # Line 1 is the header, so the first data row is line 2.
-        yield from enumerate(reader, start=2)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    # utf-8-sig: a byte order mark would otherwise become part of the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        for row in reader:
+            # line_num is the row's last line (a quoted text may span lines).
+            extra = row.pop(None, None)
+            if extra is not None:
+                _raise_extra_fields(f"{path}:{reader.line_num}", extra, len(reader.fieldnames or ()), delimiter)
+            yield reader.line_num, row
+
+
+def _raise_extra_fields(where: str, extra: list[str], columns: int, delimiter: str) -> None:
+    name = "tab" if delimiter == "\t" else repr(delimiter)
+    msg = (
+        f"{where}: the row has {columns + len(extra)} fields but the header has {columns} columns (extra: "
+        f"{', '.join(map(repr, extra))}). Quote texts that contain a {name}, or remove the extra field."
+    )
+    raise ValueError(msg)
 
 
 def _first(row: dict[str, Any], columns: tuple[str, ...]) -> Any:
@@ -71,7 +89,8 @@ def load_judged_rows(path: str | Path, corpus: str | Path) -> BeirDataset:
     :param path: The judgements, as `.csv`, `.tsv` or `.jsonl` (see the module docstring for the columns).
     :param corpus: The corpus file, `.jsonl` (BEIR) or `.csv`/`.tsv`.
     :raises FileNotFoundError: If a file does not exist.
-    :raises ValueError: If a row lacks a column or has a non-integer grade (the message gives file and line).
+    :raises ValueError: If a row lacks a column, has more fields than the header or has a non-integer grade (the
+        message gives file and line).
     """
     path = Path(path).expanduser()
     if not path.is_file():

@@ -60,7 +60,7 @@ def read_trec_run(path: str | Path) -> TrecRun:
         raise FileNotFoundError(msg)
     entries: dict[str, list[tuple[int, int, str, float]]] = {}
     seen: set[tuple[str, str]] = set()
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             fields = line.split()
             if not fields:

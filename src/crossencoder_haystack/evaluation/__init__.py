@@ -2,7 +2,8 @@
 
 `evaluate(...)` runs a first stage (BM25, embeddings or a TREC run file) over a test collection, reranks the
 candidates with each ranker at each K, and reports nDCG@10, MRR@10, MAP, first-stage Recall@K, paired significance
-(ranx) and per-query latency; `print_table` and `write_outputs` present the result.
+(ranx) and per-query latency, optionally with each ranker fused with the first stage at several weights α;
+`print_table` and `write_outputs` present the result. `tune_fusion_weight` picks α on held-out queries.
 
 Names are imported on first use, so that `rerank --help` (which imports `evaluation.command`) stays fast.
 """
@@ -23,6 +24,8 @@ _MODULES = {
     "print_table": "report",
     "render_table": "report",
     "write_outputs": "report",
+    "fused_ranking": "fusion_tuning",
+    "tune_fusion_weight": "fusion_tuning",
 }
 
 __all__ = [
@@ -32,11 +35,13 @@ __all__ = [
     "LatencyStats",
     "RankerUnderTest",
     "evaluate",
+    "fused_ranking",
     "load_ranker",
     "print_table",
     "ranker_from_component",
     "ranking_at_k",
     "render_table",
+    "tune_fusion_weight",
     "write_outputs",
 ]
 

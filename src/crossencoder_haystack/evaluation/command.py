@@ -4,6 +4,9 @@ import argparse
 import sys
 
 EXIT_INTERRUPTED = 130
+# The normalisations of `haystack_integrations.components.rankers.crossencoder.fusion.FUSIONS`, spelled out here
+# because importing that package takes seconds and `rerank --help` should not (a test keeps the two equal).
+FUSION_CHOICES: tuple[str, ...] = ("minmax", "zscore", "rrf")
 
 
 def _ks(text: str) -> list[int]:
@@ -16,6 +19,17 @@ def _ks(text: str) -> list[int]:
         msg = f"--k takes comma-separated positive integers such as 50,100,150, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return ks
+
+
+def _fusion_weights(text: str) -> list[float]:
+    msg = f"--fusion-weights takes comma-separated numbers in [0, 1] such as 0,0.1,0.2,0.3, got {text!r}"
+    try:
+        weights = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(msg) from error
+    if not weights or any(not 0.0 <= weight <= 1.0 for weight in weights):
+        raise argparse.ArgumentTypeError(msg)
+    return weights
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +84,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stages.add_argument("--max-length", type=int, help="Model-directory rankers: max tokens of query + document.")
     stages.add_argument("--backend", choices=("torch", "onnx", "openvino"), help="Model-directory rankers.")
     stages.add_argument("--num-threads", type=int, help="Model-directory rankers: CPU threads for the model.")
+    stages.add_argument(
+        "--fusion-weights",
+        type=_fusion_weights,
+        metavar="ALPHAS",
+        help="Also report every ranker at every K fused with the first stage's scores, one row per weight α, e.g. "
+        "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1: (1-α)·rerank + α·first stage, after --fusion normalisation. "
+        "α=0 is the ranker alone, α=1 the first stage's order. Uses the same scores: no extra model time.",
+    )
+    stages.add_argument(
+        "--fusion",
+        choices=FUSION_CHOICES,
+        default="minmax",
+        help="How scores are normalised per query before fusing: minmax (default), zscore or rrf (reciprocal rank).",
+    )
 
     run = parser.add_argument_group("measurement and output")
     run.add_argument(
@@ -119,14 +147,15 @@ def _evaluate(args: argparse.Namespace) -> int:
             stat_test=args.stat_test,
             max_p=args.max_p,
             show_progress=not args.no_progress,
+            fusion_weights=args.fusion_weights,
+            fusion=args.fusion,
         )
     except EvaluationInterrupted as interrupted:
         print_table(interrupted.partial)
         print("Interrupted: the table covers the queries completed so far.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError) as error:
-        print(f"rerank evaluate: error: {error}", file=sys.stderr)
-        return 2
+    # Other errors reach `crossencoder_haystack.cli.main`, which prints expected ones as one line (or the
+    # traceback with --debug).
     print_table(result)
     if args.output:
         print(f"Wrote results.json, run files and the plot to {args.output} ({result.wall_seconds:.0f} s in all).")

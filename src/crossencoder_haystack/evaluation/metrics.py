@@ -173,3 +173,40 @@ def compare_rankings(
                 metric: _p_value(report.comparisons[name, other][metric]["p_value"]) for metric in metrics
             }
     return comparison
+
+
+def significant_wins(
+    qrels: Qrels,
+    query_ids: Sequence[str],
+    name: str,
+    rankings: Rankings,
+    references: Mapping[str, Rankings],
+    metrics: Sequence[str] = QUALITY_METRICS,
+    stat_test: str = "student",
+    max_p: float = 0.05,
+    seed: int = 42,
+) -> tuple[dict[str, list[str]], dict[str, dict[str, float]]]:
+    """
+    Test one run against a few reference runs only (not every pair), paired by query.
+
+    :param qrels: The judgements.
+    :param query_ids: The evaluated queries.
+    :param name: The run's name (distinct from the references' names).
+    :param rankings: The run.
+    :param references: Reference name -> rankings.
+    :param metrics: The metrics to test.
+    :param stat_test: `student` or `fisher` (see `compare_rankings`).
+    :param max_p: The significance level.
+    :param seed: The randomization test's seed.
+    :returns: (metric -> the references this run beats significantly, in the given order;
+        "name|reference" -> metric -> p-value).
+    """
+    comparison = compare_rankings(qrels, query_ids, {name: rankings, **references}, metrics, stat_test, max_p, seed)
+    names_by_letter = {letter: run for run, letter in comparison.letters.items()}
+    wins = {metric: [names_by_letter[letter] for letter in comparison.superscripts[name][metric]] for metric in metrics}
+    p_values = {
+        f"{name}|{reference}": comparison.p_values[f"{name}|{reference}"]
+        for reference in references
+        if f"{name}|{reference}" in comparison.p_values
+    }
+    return wins, p_values

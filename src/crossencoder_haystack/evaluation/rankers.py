@@ -7,20 +7,33 @@
 - `none`: no reranking, the first stage alone.
 
 Every ranker scores the same first-stage candidates. Its identity (class, settings that change scores, and the
-fingerprint of a local model directory) keys the score cache.
+fingerprint of a local model directory) keys the score cache, so two rankers share cached scores only when their
+settings are the same. The settings are the component's `to_dict()`, with token secrets (`Secret.from_token`)
+replaced by a fixed marker; a component without `to_dict` is read from the attributes named like its `__init__`
+parameters. A ranker whose settings cannot be read either way is not cached (a warning says so): it is scored again
+on every run rather than risk serving another ranker's scores.
 """
 
 import inspect
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from haystack import Document
 
 from crossencoder_haystack.evaluation.fingerprints import json_fingerprint, model_fingerprint
 
 NO_RANKER = "none"
+REDACTED = "<redacted>"
+"""What a token secret's value becomes in a ranker's settings (identity and results.json)."""
+
+logger = logging.getLogger(__name__)
 
 # Settings that change speed or logging but not scores, so changing them keeps the cached scores valid.
 _SETTINGS_NOT_CHANGING_SCORES = frozenset(
@@ -49,14 +62,15 @@ class RankerUnderTest:
     :param name: The name used in the table, the run files and results.json.
     :param component: The ranker component (`run(query=..., documents=..., top_k=...)`).
     :param spec: What the user passed (`--ranker` value).
-    :param identity: The score-cache key: class, score-relevant settings and model fingerprint.
+    :param identity: The score-cache key: class, score-relevant settings and model fingerprint; None when the
+        settings cannot be read, and then the ranker's scores are not cached.
     :param settings: The component's serialized form (`to_dict()`), without secrets, for results.json.
     """
 
     name: str
     component: Any
     spec: str
-    identity: str
+    identity: str | None
     settings: dict[str, Any]
     model_calls: int = 0
     _warmed_up: bool = field(default=False, repr=False)
@@ -120,13 +134,101 @@ def _takes_query_and_documents(instance: Any) -> bool:
     return run is not None and _accepts(run, "query") and _accepts(run, "documents")
 
 
-def _serialized(component: Any) -> dict[str, Any]:
-    if hasattr(component, "to_dict"):
+class UnreadableSettingsError(Exception):
+    """A component's settings cannot be read, so they cannot key a cache."""
+
+
+def _type_name(component: Any) -> str:
+    return f"{type(component).__module__}.{type(component).__qualname__}"
+
+
+@contextmanager
+def _token_secrets_redacted() -> Iterator[None]:
+    """
+    While active, `Secret.from_token(...)` serializes to `{"type": "token", "token": REDACTED}` instead of raising.
+
+    This patches Haystack's `TokenSecret` class for the duration, so it is meant for the short, single-threaded
+    `to_dict()` calls that read a ranker's settings.
+    """
+    from haystack.utils.auth import TokenSecret
+
+    with mock.patch.object(TokenSecret, "_to_dict", lambda _self: {"token": REDACTED}):
+        yield
+
+
+def _plain(value: Any, parameter: str) -> Any:
+    """`value` as JSON-able data; raises UnreadableSettingsError for objects without a stable serialized form."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Enum):
+        return _plain(value.value, parameter)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, parameter) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _plain(item, parameter) for key, item in value.items()}
+    if callable(getattr(value, "to_dict", None)):
         try:
-            return component.to_dict()
-        except Exception:  # a component that cannot serialize is still usable, keyed by its type alone
-            pass
-    return {"type": f"{type(component).__module__}.{type(component).__name__}", "init_parameters": {}}
+            with _token_secrets_redacted():
+                return _plain(value.to_dict(), parameter)
+        except UnreadableSettingsError:
+            raise
+        except Exception as error:
+            msg = f"init parameter {parameter!r}: {type(value).__name__}.to_dict() raised {error}"
+            raise UnreadableSettingsError(msg) from error
+    msg = f"init parameter {parameter!r} holds a {type(value).__name__}, which has no stable serialized form"
+    raise UnreadableSettingsError(msg)
+
+
+def _settings_from_attributes(component: Any) -> dict[str, Any]:
+    """
+    Settings of a component without a working `to_dict`, read as Haystack does: from the attributes named like
+    its `__init__` parameters (`self.boost = boost`).
+
+    :raises UnreadableSettingsError: If an init parameter is not kept under its own name, `__init__` takes
+        `*args`/`**kwargs`, or a value is not plain data.
+    """
+    init = type(component).__init__
+    if init is object.__init__:
+        return {"type": _type_name(component), "init_parameters": {}}
+    try:
+        parameters = list(inspect.signature(init).parameters.values())[1:]  # without self
+    except (TypeError, ValueError) as error:
+        msg = f"the signature of {type(component).__name__}.__init__ cannot be read"
+        raise UnreadableSettingsError(msg) from error
+    values = {}
+    for parameter in parameters:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            msg = f"{type(component).__name__}.__init__ takes *{parameter.name}, whose values are not kept by name"
+            raise UnreadableSettingsError(msg)
+        if not hasattr(component, parameter.name):
+            msg = f"init parameter {parameter.name!r} is not kept as attribute self.{parameter.name}"
+            raise UnreadableSettingsError(msg)
+        values[parameter.name] = _plain(getattr(component, parameter.name), parameter.name)
+    return {"type": _type_name(component), "init_parameters": values}
+
+
+def _serialized(component: Any) -> dict[str, Any]:
+    """
+    The component's settings: `to_dict()` with token secrets redacted, else read from its attributes.
+
+    :raises UnreadableSettingsError: If neither works; the message says why.
+    """
+    reasons = []
+    if callable(getattr(component, "to_dict", None)):
+        try:
+            with _token_secrets_redacted():
+                return component.to_dict()
+        except Exception as error:
+            reasons.append(f"to_dict() raised {type(error).__name__}: {error}")
+    else:
+        reasons.append("it has no to_dict()")
+    try:
+        return _settings_from_attributes(component)
+    except UnreadableSettingsError as error:
+        reasons.append(str(error))
+    raise UnreadableSettingsError("; ".join(reasons))
 
 
 def _identity(settings: dict[str, Any]) -> str:
@@ -244,7 +346,23 @@ def ranker_from_component(component: Any, name: str, spec: str | None = None) ->
     if not _takes_query_and_documents(component):
         msg = f"ranker {name!r}: {type(component).__name__}.run() does not take `query` and `documents`."
         raise ValueError(msg)
-    settings = _serialized(component)
+    try:
+        settings = _serialized(component)
+    except UnreadableSettingsError as error:
+        logger.warning(
+            "Ranker %r: its settings cannot be read (%s), so its scores are not cached and every run scores again. "
+            "Give %s a to_dict() method to cache them.",
+            name,
+            error,
+            type(component).__name__,
+        )
+        return RankerUnderTest(
+            name=name,
+            component=component,
+            spec=spec or name,
+            identity=None,
+            settings={"type": _type_name(component), "init_parameters": {}},
+        )
     return RankerUnderTest(
         name=name,
         component=component,

@@ -28,7 +28,8 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def render_table(result: EvaluationResult) -> Any:
     """
-    The results as a `rich.table.Table`: one row per ranker and K plus the first stage's reference row.
+    The results as a `rich.table.Table`: one row per ranker and K plus the first stage's reference row, and with
+    fusion weights an α column and one row per ranker, K and α.
 
     Superscript letters after a metric name the rows this row is significantly better than.
     """
@@ -42,17 +43,22 @@ def render_table(result: EvaluationResult) -> Any:
     if not result.complete:
         title = f"PARTIAL, interrupted after {queries['evaluated']} of {queries['planned']} queries. {title}"
     table = Table(title=title, caption=_caption(result), caption_justify="left")
+    fused = _has_fused_rows(result)
     table.add_column("#")
     table.add_column("ranker", no_wrap=True)
     table.add_column("K", justify="right")
+    if fused:
+        table.add_column("α²", justify="right")
     for header in ("nDCG@10", "MRR@10", "MAP@K", "Recall@K¹", "p50 ms", "p95 ms", "docs/s"):
         table.add_column(header, justify="right")
     for row in result.rows:
         latency = row.latency
+        alpha = [] if not fused else ["–" if row.fusion_weight is None else f"{row.fusion_weight:g}"]
         table.add_row(
             row.letter,
             f"{row.name} (first stage)" if row.is_first_stage else row.name,
             str(row.k),
+            *alpha,
             *(f"{row.metrics[metric]:.3f}{_superscript(row.significance.get(metric, ''))}" for metric in _METRICS),
             f"{row.recall:.3f}",
             _number(None if latency is None else latency.p50_ms, 1),
@@ -64,6 +70,10 @@ def render_table(result: EvaluationResult) -> Any:
 
 
 _METRICS = ("ndcg@10", "mrr@10", "map")
+
+
+def _has_fused_rows(result: EvaluationResult) -> bool:
+    return any(row.fusion_weight is not None for row in result.rows)
 
 
 def _caption(result: EvaluationResult) -> str:
@@ -79,6 +89,14 @@ def _caption(result: EvaluationResult) -> str:
         if queries["latency_sample"]
         else "Latency: rankers not timed (latency_queries=0); first-stage row: retrieval time at the largest K.",
     ]
+    if _has_fused_rows(result):
+        first_stage = result.rows[0].letter
+        lines.append(
+            f"² α: the first stage's share of the fused score, (1-α)·rerank + α·first stage after "
+            f"{result.settings.get('fusion')} normalisation per query (α=0: the ranker alone, α=1: the first "
+            f"stage's order). Fused rows are tested against row {first_stage} and their ranker's row at that K "
+            "only; their latency is the ranker's."
+        )
     skipped = queries["skipped_without_relevant_judgements"] + queries["skipped_without_text"]
     missing = result.dataset["judged_documents_missing_from_corpus"]
     if skipped or missing or queries["without_candidates"]:
@@ -126,7 +144,10 @@ def plot_quality_vs_latency(result: EvaluationResult, path: str | Path) -> Path 
     Plot nDCG@10 against p50 ranker latency, one line per ranker across K, each point labelled with its K, and
     the first stage's nDCG@10 as a dashed reference line. Returns None (and writes nothing) if nothing was timed.
     """
-    rankers = [row for row in result.rows if not row.is_first_stage and row.latency is not None]
+    # Fused rows are left out: at the same latency they would stack up as vertical lines over each K point.
+    rankers = [
+        row for row in result.rows if not row.is_first_stage and row.fusion_weight is None and row.latency is not None
+    ]
     if not rankers:
         return None
     from matplotlib.figure import Figure

@@ -6,7 +6,9 @@ What it costs, and how that is kept small on a CPU:
   (ties broken by first-stage rank), exactly what running the ranker on K candidates returns;
 - latency is measured apart from quality, by running each ranker on K candidates for a seeded sample of queries;
 - scores go to an on-disk cache keyed by ranker identity, query and document, so a repeated or interrupted run
-  resumes where it stopped.
+  resumes where it stopped;
+- fusion with the first stage (`fusion_weights`) re-sorts the same scores: each query's top-K rerank scores fused
+  with the first stage's scores of those candidates, one row per ranker, K and weight α, no model work.
 """
 
 import random
@@ -30,6 +32,7 @@ from crossencoder_haystack.evaluation.metrics import (
     Comparison,
     compare_rankings,
     evaluate_rankings,
+    significant_wins,
 )
 from crossencoder_haystack.evaluation.rankers import RankerUnderTest, load_ranker, with_unique_names
 from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, ScoreCache, default_cache_dir
@@ -43,16 +46,21 @@ _WARM_UP_DOCUMENTS = 4
 @dataclass
 class EvaluationRow:
     """
-    One row of the results: a ranker at one K, or the first stage alone (at the largest K).
+    One row of the results: a ranker at one K (optionally fused with the first stage at weight α), or the first
+    stage alone (at the largest K).
 
     :param name: The ranker's (or first stage's) name.
     :param k: How many first-stage candidates the ranker reordered.
-    :param letter: The row's letter in significance superscripts.
+    :param letter: The row's letter in significance superscripts ("" for fused rows, which no row is tested
+        against).
     :param metrics: `ndcg@10`, `mrr@10`, `map` (over the K ranked documents) and `recall@K` of the first stage.
-    :param significance: Metric -> letters of the rows this row beats significantly.
-    :param latency: Per-query latency of this stage at K (the first stage's row: retrieval latency).
+    :param significance: Metric -> letters of the rows this row beats significantly. A fused row is tested against
+        the first stage and the same ranker at K without fusion only.
+    :param latency: Per-query latency of this stage at K (the first stage's row: retrieval latency; a fused row:
+        its ranker's, as fusing costs next to nothing).
     :param is_first_stage: Whether this is the first stage's reference row.
     :param rankings: Query id -> [(document id, score), ...] best first (the run written to a TREC file).
+    :param fusion_weight: The first stage's share α of a fused row's scores; None for a row without fusion.
     """
 
     name: str
@@ -63,10 +71,13 @@ class EvaluationRow:
     latency: LatencyStats | None
     is_first_stage: bool
     rankings: dict[str, list[tuple[str, float]]] = field(repr=False)
+    fusion_weight: float | None = None
 
     @property
     def run_name(self) -> str:
-        return f"{self.name}@{self.k}"
+        if self.fusion_weight is None:
+            return f"{self.name}@{self.k}"
+        return f"{self.name}@{self.k}-alpha{self.fusion_weight:g}"
 
     @property
     def recall(self) -> float:
@@ -79,6 +90,7 @@ class EvaluationRow:
             "k": self.k,
             "letter": self.letter,
             "first_stage": self.is_first_stage,
+            "fusion_weight": self.fusion_weight,
             "metrics": self.metrics,
             "significantly_better_than": self.significance,
             "latency": None if self.latency is None else self.latency.to_dict(),
@@ -101,12 +113,17 @@ class EvaluationResult:
     complete: bool
     wall_seconds: float
 
-    def row(self, name: str, k: int | None = None) -> EvaluationRow:
-        """The row of ranker (or first stage) `name` at `k` (any K if there is one row for it)."""
+    def row(self, name: str, k: int | None = None, fusion_weight: float | None = None) -> EvaluationRow:
+        """
+        The row of ranker (or first stage) `name` at `k` (any K if there is one row for it).
+
+        :param fusion_weight: The α of a fused row; None = the row without fusion.
+        """
         for row in self.rows:
-            if row.name == name and (k is None or row.k == k):
+            if row.name == name and (k is None or row.k == k) and row.fusion_weight == fusion_weight:
                 return row
-        msg = f"no row for {name!r} at k={k}; rows: {', '.join(row.run_name for row in self.rows)}."
+        alpha = "" if fusion_weight is None else f", fusion_weight={fusion_weight}"
+        msg = f"no row for {name!r} at k={k}{alpha}; rows: {', '.join(row.run_name for row in self.rows)}."
         raise KeyError(msg)
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,13 +224,14 @@ class _QueryScorer:
                 scores, seconds = self.ranker.timed_score(query, candidates[:k])
                 self.timings[k].add(seconds, min(k, len(candidates)))
                 fresh.update(scores)
-        cached = self.cache.get(self.ranker.identity, query, list(fingerprints.values()))
+        identity = self.ranker.identity  # None: settings unknown, so never cached (see rankers.py)
+        cached = {} if identity is None else self.cache.get(identity, query, list(fingerprints.values()))
         missing = [doc for doc in candidates if fingerprints[doc.id] not in cached and doc.id not in fresh]
         if missing:
             fresh.update(self.ranker.score(query, missing))
         new = {fingerprints[doc_id]: score for doc_id, score in fresh.items() if fingerprints[doc_id] not in cached}
-        if new:
-            self.cache.put(self.ranker.identity, query, new)
+        if new and identity is not None:
+            self.cache.put(identity, query, new)
         return {doc.id: cached.get(fingerprints[doc.id], fresh.get(doc.id)) for doc in candidates}
 
 
@@ -240,6 +258,8 @@ def evaluate(
     stat_test: str = "student",
     max_p: float = 0.05,
     show_progress: bool = True,
+    fusion_weights: Sequence[float] | None = None,
+    fusion: str = "minmax",
 ) -> EvaluationResult:
     """
     Measure retrieve -> rerank: nDCG@10, MRR@10, MAP and first-stage Recall@K per ranker and K, paired
@@ -282,6 +302,11 @@ def evaluate(
         p-values vary slightly between runs in ranx).
     :param max_p: Significance level.
     :param show_progress: Show a progress bar over the queries (on stderr).
+    :param fusion_weights: Also report each ranker at each K fused with the first stage: one row per weight α in
+        [0, 1], ranking by `(1 - α) * norm(rerank score) + α * norm(first-stage score)` over the top-K candidates
+        (α = 0 is the ranker's own ranking, α = 1 the first stage's). Computed from the same scores, so it costs no
+        model time. None = no fused rows.
+    :param fusion: The normalisation before fusing: `minmax` (default), `zscore` or `rrf` (reciprocal rank).
     :returns: The result; also written to `output` if given.
     :raises EvaluationInterrupted: On Ctrl-C while scoring; its `partial` holds the result so far (and `output`
         is written from it).
@@ -301,6 +326,11 @@ def evaluate(
     if not 0 < max_p < 1:
         msg = f"max_p must be between 0 and 1 (e.g. 0.05), got {max_p}."
         raise ValueError(msg)
+    if fusion_weights is not None:
+        from crossencoder_haystack.evaluation.fusion_tuning import validated_method, validated_weights
+
+        fusion_weights = validated_weights(fusion_weights, "fusion_weights")
+        fusion = validated_method(fusion, "fusion")
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     data = dataset if isinstance(dataset, BeirDataset) else load_dataset(dataset, split, corpus)
 
@@ -316,11 +346,18 @@ def evaluate(
         "num_threads": num_threads,
     }
     under_test = _rankers(rankers, options)
+    if fusion_weights is not None and not under_test:
+        msg = (
+            "fusion_weights fuse a ranker's scores with the first stage's, but no ranker is given: pass a ranker "
+            "(--ranker MODEL_DIR on the command line) or leave fusion_weights out."
+        )
+        raise ValueError(msg)
     stage = build_first_stage(first_stage, data, embedding_model=embedding_model, cache_dir=cache_root)
     stage.warm_up()
 
     kmax = ks[-1]
     candidates: dict[str, list[tuple[str, float]]] = {}
+    retrieval_scores: dict[str, dict[str, float | None]] = {}
     scores: dict[str, dict[str, Scores]] = {ranker.name: {} for ranker in under_test}
     retrieval = _Timings()
     completed: list[str] = []
@@ -336,6 +373,7 @@ def evaluate(
                 for scorer in scorers:
                     scores[scorer.ranker.name][query_id] = scorer.score(query, documents, query_id in timed_ids)
                 candidates[query_id] = [(doc.id, float(doc.score or 0.0)) for doc in documents]
+                retrieval_scores[query_id] = {doc.id: doc.score for doc in documents}
                 completed.append(query_id)
                 advance()
     except KeyboardInterrupt:
@@ -368,6 +406,7 @@ def evaluate(
         stat_test=stat_test,
         max_p=max_p,
         seed=seed,
+        fusion=None if fusion_weights is None else _Fusion(fusion_weights, fusion, retrieval_scores),
         settings={
             "first_stage": first_stage,
             "ks": ks,
@@ -376,6 +415,8 @@ def evaluate(
             "seed": seed,
             "cache_dir": str(cache_root),
             "ranker_options": {name: value for name, value in options.items() if value is not None},
+            "fusion_weights": fusion_weights,
+            "fusion": None if fusion_weights is None else fusion,
         },
         complete=not interrupted,
         wall_seconds=0.0,
@@ -419,6 +460,15 @@ def _progress_bar(show: bool, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: progress.advance(task)
 
 
+@dataclass
+class _Fusion:
+    """What fused rows need: the weights α, the normalisation and each query's first-stage scores."""
+
+    weights: list[float]
+    method: str
+    first_stage_scores: dict[str, dict[str, float | None]]
+
+
 def _result(
     *,
     data: BeirDataset,
@@ -435,6 +485,7 @@ def _result(
     stat_test: str,
     max_p: float,
     seed: int,
+    fusion: _Fusion | None,
     settings: dict[str, Any],
     complete: bool,
     wall_seconds: float,
@@ -467,6 +518,9 @@ def _result(
         row.significance = comparison.superscripts[row.run_name]
         row.metrics = evaluate_rankings(data.qrels, completed, runs[row.run_name], QUALITY_METRICS)
         row.metrics[f"recall@{row.k}"] = recall[row.k]
+    if fusion is not None:
+        rows = _with_fused_rows(rows, fusion, first_stage_ids, scores, completed)
+        _measure_fused_rows(rows, data, completed, recall, comparison, seed)
 
     missing = data.missing_documents()
     return EvaluationResult(
@@ -500,6 +554,76 @@ def _result(
         complete=complete,
         wall_seconds=wall_seconds,
     )
+
+
+def _with_fused_rows(
+    rows: list[EvaluationRow],
+    fusion: _Fusion,
+    first_stage_ids: dict[str, list[str]],
+    scores: dict[str, dict[str, Scores]],
+    completed: list[str],
+) -> list[EvaluationRow]:
+    """The rows, each ranker row at K followed by its fused rows (one per α), from the same scores."""
+    from crossencoder_haystack.evaluation.fusion_tuning import fused_ranking
+
+    with_fused = []
+    for row in rows:
+        with_fused.append(row)
+        if row.is_first_stage:
+            continue
+        for weight in fusion.weights:
+            rankings = {
+                query_id: fused_ranking(
+                    first_stage_ids[query_id][: row.k],
+                    scores[row.name][query_id],
+                    fusion.first_stage_scores[query_id],
+                    weight,
+                    fusion.method,
+                )
+                for query_id in completed
+            }
+            fused = _row(row.name, row.k, rankings, row.latency, is_first_stage=False)
+            fused.fusion_weight = weight
+            with_fused.append(fused)
+    return with_fused
+
+
+def _measure_fused_rows(
+    rows: list[EvaluationRow],
+    data: BeirDataset,
+    completed: list[str],
+    recall: dict[int, float],
+    comparison: Comparison,
+    seed: int,
+) -> None:
+    """Metrics of the fused rows, and their significance against the first stage and their unfused ranker row."""
+    first_stage = rows[0]
+    unfused = {(row.name, row.k): row for row in rows if row.fusion_weight is None}
+    for row in rows:
+        if row.fusion_weight is None:
+            continue
+        references = [first_stage, unfused[row.name, row.k]]
+        ids = {
+            each.run_name: {query_id: [doc_id for doc_id, _ in ranking] for query_id, ranking in each.rankings.items()}
+            for each in [row, *references]
+        }
+        row.metrics = evaluate_rankings(data.qrels, completed, ids[row.run_name], QUALITY_METRICS)
+        row.metrics[f"recall@{row.k}"] = recall[row.k]
+        wins, p_values = significant_wins(
+            data.qrels,
+            completed,
+            row.run_name,
+            ids[row.run_name],
+            {reference.run_name: ids[reference.run_name] for reference in references},
+            QUALITY_METRICS,
+            comparison.stat_test,
+            comparison.max_p,
+            seed,
+        )
+        row.significance = {
+            metric: "".join(comparison.letters[name] for name in beaten) for metric, beaten in wins.items()
+        }
+        comparison.p_values.update(p_values)
 
 
 def _row(

@@ -1,16 +1,24 @@
 """Training data for cross-encoders: three shapes, read from CSV, TSV, JSONL or a `datasets.Dataset`.
 
-- pairs: `query, document, label` (label 0/1 or a float grade);
+- pairs: `query, document, label` (label 0..1, an integer grade 0, 1, 2, ... or -1/1; see below);
 - triplets: `query, positive[, negative...]` (JSONL: `negative` as a string or `negatives` as a list;
   CSV/TSV: `negative`, `negative_1`, `negative_2`, ... columns; positives only is fine);
 - lists: `query, documents, labels` (lists of equal length, graded labels; CSV/TSV cells hold JSON arrays).
 
 Every malformed row is collected with its file, line number and reason, and reported in one `TrainingDataError`
-before any training starts.
+before any training starts. CSV/TSV files may start with a UTF-8 byte order mark; a row with more fields than the
+header is an error (an unquoted delimiter in a text would otherwise shift or drop a value silently).
+
+Pairs train with binary cross-entropy, whose targets are 0..1. Labels outside 0..1 are rescaled when their meaning
+is unambiguous, and `TrainingData.label_rescale` says how (None = labels used as given):
+- all labels non-negative integers (grades 0..n): divided by the highest grade n;
+- all labels -1 or 1: -1 becomes 0.
+Any other label outside 0..1 (a negative label among grades, 2.5, a grade next to fractional labels) is an error.
 """
 
 import csv
 import json
+import logging
 import math
 import random
 from collections.abc import Iterable, Iterator
@@ -22,6 +30,9 @@ DataShape = Literal["pairs", "triplets", "lists"]
 SHAPES: tuple[str, ...] = ("pairs", "triplets", "lists")
 
 _MAX_PROBLEMS_SHOWN = 20
+_PAIR_LABELS_HELP = "pairs labels are 0..1, integer grades 0, 1, 2, ... (divided by the highest grade) or -1/1"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,11 +66,15 @@ class TrainingData:
 
     Rows are dicts: pairs `{"query", "document", "label"}`, triplets `{"query", "positive", "negatives"}`,
     lists `{"query", "documents", "labels"}`.
+
+    :param label_rescale: How pairs labels outside 0..1 were mapped onto 0..1 for binary cross-entropy, e.g.
+        "integer grades 0..3 divided by 3"; None when the labels are used as given. Model cards record it.
     """
 
     rows: list[dict[str, Any]]
     shape: DataShape
     source: str
+    label_rescale: str | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -149,8 +164,10 @@ class TrainingData:
         train_rows = [row for row in self.rows if row["query"] not in held_out]
         eval_rows = [row for row in self.rows if row["query"] in held_out]
         return (
-            TrainingData(train_rows, self.shape, self.source),
-            TrainingData(eval_rows, self.shape, f"{self.source} (held-out {eval_fraction:.0%} of queries)"),
+            TrainingData(train_rows, self.shape, self.source, self.label_rescale),
+            TrainingData(
+                eval_rows, self.shape, f"{self.source} (held-out {eval_fraction:.0%} of queries)", self.label_rescale
+            ),
         )
 
 
@@ -181,15 +198,67 @@ def load_training_data(source: Any, shape: DataShape | None = None) -> TrainingD
                 "triplets (query, positive[, negative...]) or lists (query, documents, labels)"
             )
             raise TrainingDataError([DataProblem(name, line, reason)], f"Cannot tell the shape of {name}")
-    rows = []
+    rows, lines = [], []
     for line, record in records:
         row, reasons = _normalize(record, shape)
         problems.extend(DataProblem(name, line, reason) for reason in reasons)
         if row is not None:
             rows.append(row)
+            lines.append(line)
+    label_rescale = None
+    if shape == "pairs" and not problems:
+        label_rescale, label_problems = _rescale_pair_labels(rows, lines, name)
+        problems.extend(label_problems)
     if problems:
         raise TrainingDataError(problems, f"{len(problems)} problem(s) in the {shape} data {name}; fix them and retry")
-    return TrainingData(rows, shape, name)
+    if label_rescale is not None:
+        logger.warning("Training data %s: %s, as binary cross-entropy needs targets in 0..1.", name, label_rescale)
+    return TrainingData(rows, shape, name, label_rescale)
+
+
+def _rescale_pair_labels(rows: list[dict[str, Any]], lines: list[int], source: str) -> tuple[str | None, list]:
+    """
+    Map pairs labels onto 0..1 in place when they are grades 0..n or -1/1 (see the module docstring).
+
+    :param rows: Normalized pairs rows (every label a finite float).
+    :param lines: Each row's line in `source`, for problems.
+    :param source: The data's name, for problems.
+    :returns: (a description of the rescaling or None if the labels stay as they are, problems for labels that
+        cannot be mapped onto 0..1).
+    """
+    labels = [row["label"] for row in rows]
+    if all(0.0 <= label <= 1.0 for label in labels):
+        return None, []
+    if set(labels) <= {-1.0, 1.0}:
+        for row in rows:
+            row["label"] = 1.0 if row["label"] > 0 else 0.0
+        return "labels -1/1 mapped to 0/1", []
+    if all(_is_grade(label) for label in labels):
+        top = max(labels)
+        for row in rows:
+            row["label"] /= top
+        return f"integer grades 0..{top:g} divided by {top:g} (grade g -> g/{top:g})", []
+    first_non_grade = next((line, label) for line, label in zip(lines, labels, strict=True) if not _is_grade(label))
+    return None, [
+        DataProblem(source, line, f"{_label_problem(label, first_non_grade)}; {_PAIR_LABELS_HELP} (mapped to 0/1)")
+        for line, label in zip(lines, labels, strict=True)
+        if not 0.0 <= label <= 1.0
+    ]
+
+
+def _is_grade(label: float) -> bool:
+    return label >= 0.0 and float(label).is_integer()
+
+
+def _label_problem(label: float, first_non_grade: tuple[int, float]) -> str:
+    if label == -1.0:
+        return "label -1 is below 0, and -1 can only mean 'not relevant' when every other label is 1"
+    if label < 0.0:
+        return f"label {label:g} is below 0"
+    if not _is_grade(label):
+        return f"label {label:g} is above 1 and not an integer grade"
+    line, other = first_non_grade
+    return f"label {label:g} is above 1, but it is no grade since not every label is one (line {line} has {other:g})"
 
 
 def _read_records(source: Any) -> tuple[str, Iterable[tuple[int, dict[str, Any]]]]:
@@ -209,7 +278,7 @@ def _read_records(source: Any) -> tuple[str, Iterable[tuple[int, dict[str, Any]]
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -223,17 +292,28 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    # utf-8-sig: a byte order mark (as Excel writes) would otherwise become part of the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         for record in reader:
-            record = {key: value for key, value in record.items() if key is not None}
+            extra = record.pop(None, None)
+            if extra is not None:
+                record["__problem__"] = _extra_fields_problem(extra, len(reader.fieldnames or ()), delimiter)
             for key in ("documents", "labels", "negatives"):
                 if isinstance(record.get(key), str) and record[key].strip().startswith("["):
                     try:
                         record[key] = json.loads(record[key])
                     except json.JSONDecodeError:
-                        record["__problem__"] = f"column {key!r} is not a JSON array"
+                        record.setdefault("__problem__", f"column {key!r} is not a JSON array")
             yield reader.line_num, record
+
+
+def _extra_fields_problem(extra: list[str], columns: int, delimiter: str) -> str:
+    name = "tab" if delimiter == "\t" else repr(delimiter)
+    return (
+        f"the row has {columns + len(extra)} fields but the header has {columns} columns (extra: "
+        f"{', '.join(map(repr, extra))}); quote texts that contain a {name}"
+    )
 
 
 def _detect_shape(record: dict[str, Any]) -> DataShape | None:
