@@ -6,7 +6,7 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
 from haystack_integrations.components.preprocessors.crossencoder import PassageSplitter
-from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, aggregate_scores
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, aggregate_scores, fuse_scores
 
 LONG_TEXT = " ".join(
     f"Sentence number {i} talks about {'communication and stakeholder workshops' if i % 7 == 3 else 'other things'}."
@@ -48,6 +48,7 @@ def _passages(parent: Document, bounds: list[tuple[int, int]]) -> list[Document]
                 "passage_count": len(bounds),
                 "split_idx_start": start,
                 "split_idx_end": end,
+                "passage_splitter": "crossencoder-haystack",
             },
         )
         for i, (start, end) in enumerate(bounds)
@@ -179,3 +180,122 @@ def test_yaml_round_trip_of_retriever_splitter_ranker(spread_model_path):
     assert len(before) == 2
     assert all("best_passage" in d.meta for d in before)
     assert {d.meta["name"] for d in before} <= {"long", "short", "other"}
+
+
+# --- issue #13: only this package's passages are aggregated --------------------------------------------------------
+
+ARTICLES = [
+    Document(
+        content="Berlin is the capital of Germany. It has many museums and a long history. The Spree flows through "
+        "the city. Many people visit the Brandenburg Gate every year. The city is known for its culture.",
+        score=0.9,
+        meta={"name": "berlin"},
+    ),
+    Document(
+        content="Paris is the capital of France. The Seine flows through it. The Eiffel Tower is its landmark.",
+        score=0.6,
+        meta={"name": "paris"},
+    ),
+]
+
+
+def _haystack_chunks() -> list[Document]:
+    from haystack.components.preprocessors import DocumentSplitter
+
+    chunks = DocumentSplitter(split_by="period", split_length=1).run(documents=ARTICLES)["documents"]
+    return [Document(id=c.id, content=c.content, meta=c.meta, score=0.9 - 0.1 * i) for i, c in enumerate(chunks)]
+
+
+@pytest.mark.parametrize("split_long_documents", [False, True])
+def test_haystack_document_splitter_chunks_are_ranked_like_the_peer_ranks_them(spread_model_path, split_long_documents):
+    """DocumentSplitter -> ranker: every chunk has a `source_id`, and must come back as the chunk it is."""
+    from haystack_integrations.components.rankers.sentence_transformers import SentenceTransformersSimilarityRanker
+
+    chunks = _haystack_chunks()
+    assert len(chunks) == 8 and all(c.meta.get("source_id") for c in chunks)
+    peer = SentenceTransformersSimilarityRanker(model=str(spread_model_path), top_k=100)
+    peer.warm_up()
+    ours = CrossEncoderRanker(model=str(spread_model_path), top_k=100, split_long_documents=split_long_documents)
+    expected = peer.run(query="capital of Germany", documents=chunks)["documents"]
+    result = ours.run(query="capital of Germany", documents=chunks)["documents"]
+    assert [d.id for d in result] == [d.id for d in expected]
+    assert [d.score for d in result] == pytest.approx([d.score for d in expected], abs=1e-6)
+    assert [d.content for d in result] == [d.content for d in expected]
+    assert [d.meta["source_id"] for d in result] == [d.meta["source_id"] for d in expected]
+    # With split_long_documents each chunk is its own parent (one passage each), as any short document is.
+    assert all(("best_passage" in d.meta) == split_long_documents for d in result)
+
+
+def test_documents_sharing_a_source_id_without_the_splitters_marker_are_not_merged(spread_model_path):
+    docs = [
+        Document(content="An unrelated note about alpha.", meta={"source_id": "shared"}),
+        Document(content="Another note, about beta.", meta={"source_id": "shared", "passage_index": 1}),
+        # Everything a passage has, except the marker: hand-made passages from before the marker existed.
+        *[
+            Document(content=p.content, meta={k: v for k, v in p.meta.items() if k != "passage_splitter"})
+            for p in PASSAGES
+        ],
+    ]
+    ranker = CrossEncoderRanker(model=str(spread_model_path), top_k=100)
+    result = ranker.run(query="alpha", documents=docs)["documents"]
+    assert sorted(d.id for d in result) == sorted(d.id for d in docs)
+    assert all(d.content == next(x.content for x in docs if x.id == d.id) for d in result)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"passage_splitter": "someone-else"},
+        {"source_id": 17},
+        {"passage_index": "0"},
+        {"split_idx_start": None},
+        {"split_idx_end": True},
+    ],
+)
+def test_a_marked_passage_with_broken_meta_is_ranked_as_a_plain_document(spread_model_path, broken):
+    passage = PASSAGES[0]
+    odd = Document(content=passage.content, meta={**passage.meta, **broken})
+    result = CrossEncoderRanker(model=str(spread_model_path)).run(query="alpha", documents=[odd])["documents"]
+    assert [d.id for d in result] == [odd.id]
+    assert result[0].content == passage.content and "best_passage" not in result[0].meta
+
+
+def test_passage_splitter_output_is_still_aggregated(spread_model_path):
+    splitter = PassageSplitter(tokenizer=str(spread_model_path), max_tokens=16, overlap_tokens=0)
+    passages = splitter.run(documents=[Document(content=LONG_TEXT, meta={"name": "long"})])["documents"]
+    assert len(passages) > 3 and all(p.meta["passage_splitter"] == "crossencoder-haystack" for p in passages)
+    [parent] = CrossEncoderRanker(model=str(spread_model_path)).run(query="communication", documents=passages)[
+        "documents"
+    ]
+    assert parent.content == LONG_TEXT and parent.meta == {**parent.meta, "name": "long"}
+    assert "passage_splitter" not in parent.meta and "source_id" not in parent.meta
+
+
+# --- issue #15: fusion in passage mode ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fusion", ["minmax", "zscore", "rrf"])
+def test_fusion_of_parents_uses_the_parents_retrieval_score(spread_model_path, fusion):
+    plain = Document(content="A plain short document about alpha.")  # no retrieval score: the worst of the list
+    documents = [*PASSAGES, plain]
+    unfused = CrossEncoderRanker(model=str(spread_model_path)).run(query="alpha", documents=documents)["documents"]
+    rerank = {d.id: d.score for d in unfused}
+    ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.4, fusion=fusion)
+    result = ranker.run(query="alpha", documents=documents)["documents"]
+    in_retrieval_order = [PARENT_A, PARENT_B, plain]
+    expected = fuse_scores([rerank[d.id] for d in in_retrieval_order], [0.8, 0.6, None], 0.4, fusion)
+    assert {d.id: d.score for d in result} == pytest.approx(
+        dict(zip([d.id for d in in_retrieval_order], expected, strict=True))
+    )
+    assert {d.id: d.meta["rerank_score"] for d in result} == rerank
+    assert {d.id: d.meta["retrieval_score"] for d in result} == {PARENT_A.id: 0.8, PARENT_B.id: 0.6, plain.id: None}
+    assert {d.id: d.meta["best_passage_score"] for d in result if d.id != plain.id} == {
+        d.id: d.meta["best_passage_score"] for d in unfused if d.id != plain.id
+    }
+
+
+def test_fusion_weight_one_in_passage_mode_returns_the_parents_in_retrieval_order(spread_model_path):
+    ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=1.0, split_long_documents=True)
+    long_doc = Document(content=LONG_TEXT, score=0.3)
+    result = ranker.run(query="communication", documents=[long_doc, PARENT_B, PARENT_A])["documents"]
+    assert [d.id for d in result] == [PARENT_A.id, PARENT_B.id, long_doc.id]

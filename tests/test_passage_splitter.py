@@ -142,6 +142,7 @@ def test_run_splits_in_order_and_fits_the_budget(splitter, minilm_tokenizer):
     assert source_order == expected_order
     assert source_order.count(documents[1].id) == 1
     for passage in passages:
+        assert passage.meta["passage_splitter"] == "crossencoder-haystack"  # what the ranker aggregates
         assert len(minilm_tokenizer(passage.content, add_special_tokens=False)["input_ids"]) <= 24
         parent = next(document for document in documents if document.id == passage.meta["source_id"])
         assert parent.content[passage.meta["split_idx_start"] : passage.meta["split_idx_end"]] == passage.content

@@ -15,9 +15,12 @@ from sentence_transformers import CrossEncoder
 from torch.nn import Identity
 
 from haystack_integrations.components.rankers.crossencoder import (
+    FUSION_FILE,
     CrossEncoderRanker,
     ModelNotAvailableError,
     apply_activation,
+    fuse_scores,
+    write_fusion_defaults,
 )
 
 DOCS = [
@@ -493,3 +496,265 @@ def test_run_batch_rejects_mismatched_or_invalid_input(ranker):
     with pytest.raises(ValueError, match="query must be a non-empty string"):
         ranker.run_batch(queries=["a", " "], documents=[DOCS, DOCS])
     assert ranker.run_batch(queries=[], documents=[]) == {"documents": []}
+
+
+# --- issue #13: clear errors for bad parameters and meta, nothing to score in invisible text ---------------------
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", True, False, 0, -1, None])
+def test_top_k_must_be_a_positive_int_in_init(spread_model_path, bad):
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        CrossEncoderRanker(model=str(spread_model_path), top_k=bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", True, 0, -2])
+async def test_top_k_must_be_a_positive_int_in_run_run_batch_and_run_async(ranker, bad):
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        ranker.run(query="q", documents=DOCS, top_k=bad)
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        ranker.run_batch(queries=["q"], documents=[DOCS], top_k=bad)
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        await ranker.run_async(query="q", documents=DOCS, top_k=bad)
+
+
+def test_top_k_accepts_numpy_integers(ranker):
+    assert len(ranker.run(query="q", documents=DOCS, top_k=np.int64(2))["documents"]) == 2
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, math.nan, [0.5]])
+async def test_score_threshold_must_be_a_real_number(spread_model_path, ranker, bad):
+    with pytest.raises(ValueError, match="score_threshold must be a real number"):
+        CrossEncoderRanker(model=str(spread_model_path), score_threshold=bad)
+    with pytest.raises(ValueError, match="score_threshold must be a real number"):
+        ranker.run(query="q", documents=DOCS, score_threshold=bad)
+    with pytest.raises(ValueError, match="score_threshold must be a real number"):
+        await ranker.run_async(query="q", documents=DOCS, score_threshold=bad)
+
+
+@pytest.mark.parametrize("bad", ["2", True, math.inf, math.nan])
+def test_scale_must_be_a_real_number(spread_model_path, ranker, bad):
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        CrossEncoderRanker(model=str(spread_model_path), scale=bad)
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        ranker.run_batch(queries=["q"], documents=[DOCS], scale=bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("batch_size", 2.0), ("max_length", "64"), ("cache_size", -1), ("num_threads", True), ("max_tokens_per_batch", 0)],
+)
+def test_other_int_parameters_are_checked_with_clear_errors(spread_model_path, name, bad):
+    with pytest.raises(ValueError, match=f"{name} must be an int"):
+        CrossEncoderRanker(model=str(spread_model_path), **{name: bad})
+
+
+@pytest.mark.parametrize("bad_rank", ["3", 2.5, None, True, [1]])
+def test_a_retrieval_rank_in_meta_that_is_not_an_int_is_ignored(ranker, bad_rank):
+    """An int `meta["retrieval_rank"]` from an earlier stage is kept; anything else is replaced by the position."""
+    docs = [
+        Document(content="identical text", meta={"retrieval_rank": 7}),
+        Document(content="identical text", meta={"retrieval_rank": bad_rank, "n": 1}),
+        Document(content="identical text", meta={"n": 2}),
+    ]
+    result = ranker.run(query="q", documents=docs)["documents"]
+    assert [d.meta["retrieval_rank"] for d in result] == [2, 3, 7], "ties are broken by the (valid) ranks"
+    assert docs[1].meta["retrieval_rank"] == bad_rank, "the caller's document is not changed"
+
+
+def test_a_retrieval_score_in_meta_that_is_not_a_number_falls_back_to_the_score(spread_model_path):
+    ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=1.0)
+    docs = [
+        Document(content="first", score=0.1, meta={"retrieval_score": "high"}),
+        Document(content="second", score=0.9),
+    ]
+    result = ranker.run(query="q", documents=docs)["documents"]
+    assert [d.content for d in result] == ["second", "first"]
+    assert result[1].meta["retrieval_score"] == "high", "the caller's meta is returned as it was"
+
+
+@pytest.mark.parametrize("content", ["\u200b\u200c\x00\n\t", "\ufeff", "\x00\x01\x7f", "\u2028\u2029\u00a0", "\u00ad"])
+def test_content_of_control_and_zero_width_characters_has_nothing_to_score(ranker, content):
+    docs = [Document(content=content), *DOCS[:2]]
+    result = ranker.run(query="capital", documents=docs)["documents"]
+    assert [d.score is None for d in result] == [False, False, True]
+    assert result[-1].content == content and result[-1].meta["retrieval_rank"] == 1
+    assert len(ranker.run(query="capital", documents=docs, score_threshold=-1e9)["documents"]) == 2
+
+
+def test_invisible_characters_next_to_text_are_scored(ranker):
+    result = ranker.run(query="capital", documents=[Document(content="\u200bBerlin\x00")])["documents"]
+    assert result[0].score is not None
+
+
+def test_meta_of_invisible_characters_has_nothing_to_score(spread_model_path):
+    ranker = CrossEncoderRanker(model=str(spread_model_path), meta_fields_to_embed=["title"])
+    result = ranker.run(query="q", documents=[Document(content="\u200b", meta={"title": "\u200c\t"})])["documents"]
+    assert result[0].score is None
+
+
+# --- issue #15: fusion with the first stage -------------------------------------------------------------------------
+
+SCORED_DOCS = [  # retrieval order is not input order, so the two cannot be confused
+    Document(content="Paris is the capital of France.", score=0.2),
+    Document(content="Berlin is the capital of Germany.", score=0.9),
+    Document(content="The Rhine flows through Germany and the Netherlands.", score=0.5),
+    Document(content="Ankara Türkiye'nin başkentidir.", score=0.7),
+]
+
+
+def _ids_and_scores(documents):
+    return [(d.id, d.score) for d in documents]
+
+
+def test_fusion_weight_zero_is_todays_ranking_exactly(spread_model_path, ranker):
+    today = ranker.run(query="capital", documents=SCORED_DOCS)["documents"]
+    for fusion in ("minmax", "zscore", "rrf"):
+        zero = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.0, fusion=fusion)
+        result = zero.run(query="capital", documents=SCORED_DOCS)["documents"]
+        assert _ids_and_scores(result) == _ids_and_scores(today)
+        assert [d.meta for d in result] == [d.meta for d in today]
+        assert all("rerank_score" not in d.meta for d in result)
+    fused = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.5)
+    assert _ids_and_scores(fused.run(query="capital", documents=SCORED_DOCS, first_stage_weight=0)["documents"]) == (
+        _ids_and_scores(today)
+    )
+
+
+@pytest.mark.parametrize("fusion", ["minmax", "zscore", "rrf"])
+def test_fusion_weight_one_returns_the_retrieval_order(spread_model_path, fusion):
+    ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=1.0, fusion=fusion)
+    result = ranker.run(query="capital", documents=SCORED_DOCS)["documents"]
+    assert [d.id for d in result] == [d.id for d in sorted(SCORED_DOCS, key=lambda d: -d.score)]
+    unscored = [Document(content=d.content) for d in SCORED_DOCS]
+    result = ranker.run(query="capital", documents=unscored)["documents"]
+    assert [d.id for d in result] == [d.id for d in unscored], "without retrieval scores the input order decides"
+
+
+@pytest.mark.parametrize("fusion", ["minmax", "zscore", "rrf"])
+def test_fused_score_and_rerank_score(spread_model_path, ranker, fusion):
+    rerank = {d.id: d.score for d in ranker.run(query="capital", documents=SCORED_DOCS)["documents"]}
+    fused_ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.3, fusion=fusion)
+    result = fused_ranker.run(query="capital", documents=SCORED_DOCS)["documents"]
+    expected = fuse_scores([rerank[d.id] for d in SCORED_DOCS], [d.score for d in SCORED_DOCS], 0.3, fusion)
+    expected_by_id = dict(zip([d.id for d in SCORED_DOCS], expected, strict=True))
+    for doc in result:
+        assert doc.score == pytest.approx(expected_by_id[doc.id])
+        assert doc.meta["rerank_score"] == rerank[doc.id]
+        assert doc.meta["retrieval_score"] == next(d.score for d in SCORED_DOCS if d.id == doc.id)
+    assert [d.score for d in result] == sorted((d.score for d in result), reverse=True)
+
+
+def test_fusion_with_documents_without_a_retrieval_score_or_text(spread_model_path):
+    docs = [*SCORED_DOCS[:2], Document(content="No retrieval score here."), Document(content="\u200b", score=1.0)]
+    ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=1.0)
+    result = ranker.run(query="capital", documents=docs)["documents"]
+    assert [d.content for d in result] == [docs[1].content, docs[0].content, docs[2].content, "\u200b"]
+    assert result[1].score == result[2].score == 0.0, "no retrieval score counts as the worst of the list"
+    assert result[-1].score is None and result[-1].meta["rerank_score"] is None, "nothing to score stays last"
+    assert len(ranker.run(query="capital", documents=docs, score_threshold=0.0)["documents"]) == 3
+
+
+def test_fusion_can_be_set_at_run_time(spread_model_path):
+    ranker = CrossEncoderRanker(model=str(spread_model_path))
+    fused = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.4, fusion="rrf")
+    expected = _ids_and_scores(fused.run(query="capital", documents=SCORED_DOCS)["documents"])
+    got = ranker.run(query="capital", documents=SCORED_DOCS, first_stage_weight=0.4, fusion="rrf")["documents"]
+    assert _ids_and_scores(got) == expected
+
+
+async def test_fusion_in_run_batch_and_run_async_is_what_run_gives(spread_model_path):
+    ranker = CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.5, fusion="zscore")
+    queries, documents = ["capital", "river"], [SCORED_DOCS, SCORED_DOCS[1:]]
+    batched = ranker.run_batch(queries=queries, documents=documents)["documents"]
+    for query, docs, result in zip(queries, documents, batched, strict=True):
+        expected = ranker.run(query=query, documents=docs)["documents"]
+        assert [d.id for d in result] == [d.id for d in expected]
+        # Batches pad differently, which moves the model's scores by ~1e-5; normalising can magnify that a little.
+        assert [d.score for d in result] == pytest.approx([d.score for d in expected], abs=1e-3)
+        in_async = (await ranker.run_async(query=query, documents=docs))["documents"]
+        assert [d.id for d in in_async] == [d.id for d in expected]
+    overridden = (await ranker.run_async(query="capital", documents=SCORED_DOCS, first_stage_weight=1.0))["documents"]
+    assert [d.id for d in overridden] == [d.id for d in sorted(SCORED_DOCS, key=lambda d: -d.score)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"first_stage_weight": 1.5}, "first_stage_weight must be a number in"),
+        ({"first_stage_weight": -0.1}, "first_stage_weight must be a number in"),
+        ({"first_stage_weight": True}, "first_stage_weight must be a number in"),
+        ({"first_stage_weight": "0.5"}, "first_stage_weight must be a number in"),
+        ({"fusion": "borda"}, "fusion must be one of 'minmax', 'zscore', 'rrf'"),
+    ],
+)
+async def test_fusion_parameters_are_validated(spread_model_path, ranker, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CrossEncoderRanker(model=str(spread_model_path), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        ranker.run(query="q", documents=DOCS, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        ranker.run_batch(queries=["q"], documents=[DOCS], **kwargs)
+    with pytest.raises(ValueError, match=message):
+        await ranker.run_async(query="q", documents=DOCS, **kwargs)
+
+
+def test_fusion_round_trips_through_yaml(spread_model_path):
+    pipeline = Pipeline()
+    pipeline.add_component(
+        "ranker", CrossEncoderRanker(model=str(spread_model_path), first_stage_weight=0.3, fusion="zscore")
+    )
+    loaded = Pipeline.loads(pipeline.dumps())
+    ranker = loaded.get_component("ranker")
+    assert (ranker.first_stage_weight, ranker.fusion) == (0.3, "zscore")
+    before = pipeline.run({"ranker": {"query": "capital", "documents": SCORED_DOCS}})["ranker"]["documents"]
+    after = loaded.run({"ranker": {"query": "capital", "documents": SCORED_DOCS}})["ranker"]["documents"]
+    assert _ids_and_scores(before) == _ids_and_scores(after)
+    assert "rerank_score" in after[0].meta
+    unset = CrossEncoderRanker(model=str(spread_model_path)).to_dict()["init_parameters"]
+    assert unset["first_stage_weight"] is None and unset["fusion"] is None
+    written_before_fusion = {
+        "type": "haystack_integrations.components.rankers.crossencoder.ranker.CrossEncoderRanker",
+        "init_parameters": {"model": str(spread_model_path)},
+    }
+    assert CrossEncoderRanker.from_dict(written_before_fusion).first_stage_weight is None
+
+
+@pytest.fixture
+def fused_model_dir(tmp_path, spread_model_path):
+    """A copy of the spread model whose directory declares first_stage_weight=1 with rrf."""
+    import shutil
+
+    directory = tmp_path / "fused_model"
+    shutil.copytree(spread_model_path, directory)
+    write_fusion_defaults(directory, 1.0, "rrf")
+    return directory
+
+
+def test_the_model_directory_declares_the_fusion(fused_model_dir, ranker):
+    declared = CrossEncoderRanker(model=str(fused_model_dir))
+    result = declared.run(query="capital", documents=SCORED_DOCS)["documents"]
+    assert [d.id for d in result] == [d.id for d in sorted(SCORED_DOCS, key=lambda d: -d.score)]
+    assert result[0].score == pytest.approx(1 / 61), "rrf, weight 1: the best retrieval rank"
+    assert declared.to_dict()["init_parameters"]["first_stage_weight"] is None, "the user's value is serialized"
+    assert declared.to_dict()["init_parameters"]["fusion"] is None
+    restored = CrossEncoderRanker.from_dict(declared.to_dict())
+    assert _ids_and_scores(restored.run(query="capital", documents=SCORED_DOCS)["documents"]) == (
+        _ids_and_scores(result)
+    )
+    # The user's own value wins over the directory's, at init and at run time.
+    own = CrossEncoderRanker(model=str(fused_model_dir), first_stage_weight=0.0)
+    today = _ids_and_scores(ranker.run(query="capital", documents=SCORED_DOCS)["documents"])
+    assert _ids_and_scores(own.run(query="capital", documents=SCORED_DOCS)["documents"]) == today
+    assert _ids_and_scores(declared.run(query="capital", documents=SCORED_DOCS, first_stage_weight=0)["documents"]) == (
+        today
+    )
+    minmax = declared.run(query="capital", documents=SCORED_DOCS, fusion="minmax")["documents"]
+    assert minmax[0].score == pytest.approx(1.0), "weight 1 from the directory, fusion from the run"
+
+
+def test_a_bad_fusion_file_fails_at_warm_up_naming_it(fused_model_dir):
+    (fused_model_dir / FUSION_FILE).write_text('{"first_stage_weight": 7}')
+    with pytest.raises(ValueError, match=r"first_stage_weight in .*crossencoder_haystack.json"):
+        CrossEncoderRanker(model=str(fused_model_dir)).warm_up()
+    explicit = CrossEncoderRanker(model=str(fused_model_dir), first_stage_weight=0.2, fusion="minmax")
+    explicit.warm_up()  # both values given: the file is not needed and not read

@@ -9,8 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from haystack_integrations.components.preprocessors.crossencoder import (
+    PASSAGE_MARKER,
+    PASSAGE_MARKER_KEY,
     PASSAGE_META_KEYS,
     PassageSpan,
+    is_passage,
     passage_token_budget,
     split_document,
     split_sentences,
@@ -303,3 +306,26 @@ def test_split_document_keeps_short_documents_whole_and_rejects_none(minilm_toke
     assert (passage.meta["split_idx_start"], passage.meta["split_idx_end"]) == (0, len(parent.content))
     with pytest.raises(ValueError, match="content=None"):
         split_document(Document(content=None), minilm_tokenizer, 64)
+
+
+def test_split_document_marks_its_passages_and_is_passage_recognises_them(minilm_tokenizer):
+    parent = Document(content=ENGLISH, meta={"source_id": "from-an-earlier-splitter"})
+    passages = split_document(parent, minilm_tokenizer, 40, 5)
+    assert (PASSAGE_MARKER_KEY, PASSAGE_MARKER) == ("passage_splitter", "crossencoder-haystack")
+    assert PASSAGE_MARKER_KEY in PASSAGE_META_KEYS
+    assert all(passage.meta[PASSAGE_MARKER_KEY] == PASSAGE_MARKER for passage in passages)
+    assert all(is_passage(passage) for passage in passages)
+    assert all(passage.meta["source_id"] == parent.id for passage in passages)
+    assert not is_passage(parent), "a source_id alone does not make a passage"
+
+
+def test_is_passage_needs_the_marker_and_the_splitters_keys(minilm_tokenizer):
+    from haystack.components.preprocessors import DocumentSplitter
+
+    chunks = DocumentSplitter(split_by="word", split_length=10).run(documents=[Document(content=ENGLISH)])
+    assert chunks["documents"] and not any(is_passage(chunk) for chunk in chunks["documents"])
+    [passage] = split_document(Document(content="Short."), minilm_tokenizer, 64)
+    for key in ("source_id", "passage_index", "split_idx_start", "split_idx_end", PASSAGE_MARKER_KEY):
+        assert not is_passage(Document(content="x", meta={k: v for k, v in passage.meta.items() if k != key}))
+    assert not is_passage(Document(content="x", meta={**passage.meta, "passage_index": False}))
+    assert is_passage(Document(content="x", meta={**passage.meta, "passage_count": "anything"}))

@@ -253,7 +253,9 @@ def cross_encoder_ranker(model_dir: Path, options: dict[str, Any]) -> Any:
     """A `CrossEncoderRanker` for a local model directory; `options` are its init parameters (None = default)."""
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
 
-    init = {name: value for name, value in options.items() if value is not None}
+    # The reranker's own scores: fusion with the first stage is a separate row (`fusion_weights`), even when the
+    # model directory declares a weight.
+    init = {"first_stage_weight": 0.0} | {name: value for name, value in options.items() if value is not None}
     return CrossEncoderRanker(model=str(model_dir.resolve()), **init)
 
 

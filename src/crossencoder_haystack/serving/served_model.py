@@ -147,6 +147,7 @@ class ServedModel:
             "max_length": max_length,
             "batch_size": batch_size,
             "num_threads": num_threads,
+            "first_stage_weight": 0.0,  # the Cohere and TEI APIs return the model's own scores, never fused
         }
         self._splitting = CrossEncoderRanker(**self._ranker_parameters, split_long_documents=True)
         self._truncating: CrossEncoderRanker | None = None

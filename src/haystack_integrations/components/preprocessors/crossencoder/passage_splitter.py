@@ -26,8 +26,10 @@ class PassageSplitter:
     long document is judged by its beginning only. Put a PassageSplitter between the retriever and the
     `CrossEncoderRanker` to rank passages instead: each passage fits the budget, ends at a sentence end when it can,
     and keeps its parent's meta and score plus `source_id`, `passage_index`, `passage_count`, `split_idx_start`,
-    `split_idx_end` (character offsets: `parent.content[split_idx_start:split_idx_end] == passage.content`) and,
-    for content with form feeds, `page_number`.
+    `split_idx_end` (character offsets: `parent.content[split_idx_start:split_idx_end] == passage.content`), the
+    marker `passage_splitter="crossencoder-haystack"` and, for content with form feeds, `page_number`. The ranker
+    aggregates only passages with that marker back into their parent (see `is_passage`); chunks of other splitters
+    keep being ranked as they are, whatever their `source_id`.
 
     ### Usage example
 

@@ -40,7 +40,21 @@ from haystack import Document
 
 from .sentences import split_sentences
 
-PASSAGE_META_KEYS = ("source_id", "passage_index", "passage_count", "split_idx_start", "split_idx_end", "page_number")
+# Passages this package makes carry `meta[PASSAGE_MARKER_KEY] == PASSAGE_MARKER`, so the ranker tells them apart from
+# other chunks that have a `source_id` too (Haystack's DocumentSplitter sets one on every chunk).
+PASSAGE_MARKER_KEY = "passage_splitter"
+PASSAGE_MARKER = "crossencoder-haystack"
+PASSAGE_META_KEYS = (
+    "source_id",
+    "passage_index",
+    "passage_count",
+    "split_idx_start",
+    "split_idx_end",
+    "page_number",
+    PASSAGE_MARKER_KEY,
+)
+# The meta a document needs to count as a passage of this package, with the type of each value.
+_PASSAGE_REQUIRED_META = {"source_id": str, "passage_index": int, "split_idx_start": int, "split_idx_end": int}
 
 # How good a place between two tokens is for ending a passage.
 _TEXT_END, _SENTENCE_END, _WORD_END, _TOKEN_END, _NO_CUT = 3, 2, 1, 0, -1
@@ -120,9 +134,11 @@ def split_document(document: Document, tokenizer: Any, max_tokens: int, overlap_
 
     Each passage has `content = document.content[split_idx_start:split_idx_end]`, the parent's `score` (so the
     retrieval score survives), and a copy of the parent's meta plus `source_id` (the parent's id), `passage_index`,
-    `passage_count`, `split_idx_start`, `split_idx_end` and, only if the parent's content has form feeds (`\\f`),
-    `page_number` (1 + the form feeds before the passage start). Embeddings and blobs are not copied. Passage ids
-    are Haystack's hashes of content and meta, so they are deterministic and unique per parent and index.
+    `passage_count`, `split_idx_start`, `split_idx_end`, the marker `passage_splitter="crossencoder-haystack"`
+    (`PASSAGE_MARKER_KEY`/`PASSAGE_MARKER`: what `is_passage` and the ranker look for) and, only if the parent's
+    content has form feeds (`\\f`), `page_number` (1 + the form feeds before the passage start). Embeddings and
+    blobs are not copied. Passage ids are Haystack's hashes of content and meta, so they are deterministic and
+    unique per parent and index.
 
     :param document: The document to split; it is not modified.
     :param tokenizer: A Hugging Face fast tokenizer, ideally the cross-encoder's own.
@@ -149,10 +165,32 @@ def split_document(document: Document, tokenizer: Any, max_tokens: int, overlap_
             split_idx_start=span.start,
             split_idx_end=span.end,
         )
+        meta[PASSAGE_MARKER_KEY] = PASSAGE_MARKER
         if paged:
             meta["page_number"] = content.count("\f", 0, span.start) + 1
         passages.append(Document(content=content[span.start : span.end], meta=meta, score=document.score))
     return passages
+
+
+def is_passage(document: Document) -> bool:
+    """
+    Whether `document` is a passage made by this package (`split_document`, `PassageSplitter` or
+    `CrossEncoderRanker(split_long_documents=True)`), i.e. one the ranker aggregates back into its parent.
+
+    That takes the marker `meta["passage_splitter"] == "crossencoder-haystack"` plus the keys the splitter writes,
+    with their types: `source_id` (str), `passage_index`, `split_idx_start` and `split_idx_end` (int). A `source_id`
+    alone is not enough: Haystack's `DocumentSplitter` sets one on every chunk, and such chunks are ranked as they are.
+
+    :param document: Any document.
+    :returns: True for a passage of this package.
+    """
+    meta = document.meta
+    if meta.get(PASSAGE_MARKER_KEY) != PASSAGE_MARKER:
+        return False
+    return all(
+        isinstance(meta.get(key), kind) and not isinstance(meta.get(key), bool)
+        for key, kind in _PASSAGE_REQUIRED_META.items()
+    )
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -1,6 +1,9 @@
 import asyncio
 import copy
+import math
+import numbers
 import threading
+import unicodedata
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -10,19 +13,29 @@ from haystack import Document, component, default_from_dict, default_to_dict, lo
 from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
-from haystack_integrations.components.preprocessors.crossencoder import PASSAGE_META_KEYS, split_document
+from haystack_integrations.components.preprocessors.crossencoder import PASSAGE_META_KEYS, is_passage, split_document
 from haystack_integrations.components.rankers.crossencoder.activations import (
     apply_activation,
     validate_activation,
     validate_scale,
 )
 from haystack_integrations.components.rankers.crossencoder.aggregation import aggregate_scores, validate_aggregation
+from haystack_integrations.components.rankers.crossencoder.fusion import (
+    fuse_scores,
+    read_fusion_defaults,
+    validate_first_stage_weight,
+    validate_fusion,
+)
 from haystack_integrations.components.rankers.crossencoder.scoring import PairScorer, load_pair_scorer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 _MIN_PASSAGE_TOKENS = 32
+_DEFAULT_FUSION = "minmax"
+# Characters that carry no text for the model: controls, format characters (zero-width space/joiners, BOM, soft
+# hyphen), separators and surrogates. Content made only of these (and whitespace) has nothing to score.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
 
 
 @dataclass
@@ -40,6 +53,20 @@ class _Scored:
     score: float | None
     retrieval_rank: int
     retrieval_score: float | None
+    fused: bool = False  # True when `score` is fused with the retrieval score
+    rerank_score: float | None = None  # then: the model's own score (after activation and aggregation)
+
+
+@dataclass(frozen=True)
+class _RunParameters:
+    """One call's settings, after run-time values override the init values (and, once warm, the model's)."""
+
+    top_k: int
+    score_threshold: float | None
+    activation: str | None
+    scale: float
+    first_stage_weight: float | None
+    fusion: str | None
 
 
 @component
@@ -67,9 +94,17 @@ class CrossEncoderRanker:
     print(result["documents"][0].content)  # Berlin is in Germany
     ```
 
-    Documents that have no text to score (content `None` or blank, and no meta field to embed) are not sent to
-    the model: they come back after the scored documents with `score=None`, or are dropped when a
-    `score_threshold` is set (a missing score cannot pass a threshold).
+    Documents that have no text to score (content `None`, blank or made only of control and zero-width characters,
+    and no meta field to embed) are not sent to the model: they come back after the scored documents with
+    `score=None`, or are dropped when a `score_threshold` is set (a missing score cannot pass a threshold).
+
+    Passages are aggregated into their parent only when this package's splitter made them (`PassageSplitter`,
+    `split_document` or `split_long_documents=True`; they carry `meta["passage_splitter"]`). Chunks of other
+    splitters, such as Haystack's `DocumentSplitter`, are ranked as they are (as `SentenceTransformersSimilarityRanker`
+    ranks them), even though they have a `source_id`.
+
+    With `first_stage_weight` > 0 the returned `score` fuses the model's score with the retrieval score (see
+    `fusion.py`); `meta["rerank_score"]` then holds the model's own score next to `meta["retrieval_score"]`.
     """
 
     def __init__(
@@ -89,6 +124,8 @@ class CrossEncoderRanker:
         scale: float = 1.0,
         scale_score: bool | None = None,
         score_threshold: float | None = None,
+        first_stage_weight: float | None = None,
+        fusion: Literal["minmax", "zscore", "rrf"] | None = None,
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
@@ -116,7 +153,7 @@ class CrossEncoderRanker:
         :param token:
             The token to download private models from Hugging Face.
         :param top_k:
-            The maximum number of documents to return. Must be > 0.
+            The maximum number of documents to return. Must be a positive int.
         :param query_prefix:
             A string put before the query (e.g. an instruction some rerankers expect).
         :param query_suffix:
@@ -139,7 +176,17 @@ class CrossEncoderRanker:
             For drop-in compatibility with `SentenceTransformersSimilarityRanker`: `True` means
             `activation="sigmoid"`, `False` means `activation="identity"`. Leave `None` and use `activation`.
         :param score_threshold:
-            Only documents whose score is >= this value are returned.
+            Only documents whose score is >= this value are returned (the fused score when fusion is on).
+        :param first_stage_weight:
+            The first stage's share of the returned score, in [0, 1]:
+            `score = (1 - w) * norm(rerank score) + w * norm(retrieval score)`, normalised per query. 0 returns the
+            model's scores untouched (no fusion), 1 the retrieval order. `None` uses the value the model directory
+            declares in `crossencoder_haystack.json` (see `write_fusion_defaults`), else 0. A document without a
+            retrieval score counts as the worst of the list; when none has one, the input order is the evidence.
+        :param fusion:
+            How scores are normalised before they are combined: `"minmax"` (0..1), `"zscore"` or `"rrf"`
+            (reciprocal ranks, `1 / (60 + rank)`). `None` uses the model directory's declared value, else
+            `"minmax"`. Used only when `first_stage_weight` > 0.
         :param trust_remote_code:
             Whether to allow models with custom code from the hub.
         :param model_kwargs:
@@ -158,9 +205,10 @@ class CrossEncoderRanker:
         :param show_progress_bar:
             Whether to show a progress bar while scoring.
         :param aggregation:
-            How passage scores become a document score when the input documents are passages (they carry
-            `meta["source_id"]`, as `PassageSplitter` produces) or `split_long_documents` is on: `"max"`,
-            `"mean"`, `"first"`, `"sum"` or `"topN_mean"` (e.g. `"top2_mean"`).
+            How passage scores become a document score when the input documents are passages of this package
+            (made by `PassageSplitter`: they carry `meta["passage_splitter"]` and `meta["source_id"]`) or
+            `split_long_documents` is on: `"max"`, `"mean"`, `"first"`, `"sum"` or `"topN_mean"` (e.g.
+            `"top2_mean"`). Chunks of other splitters (e.g. Haystack's `DocumentSplitter`) are never aggregated.
         :param return_passages:
             If `True`, passages are ranked and returned as they are. If `False` (default), one result per parent
             document is returned, with the full parent content, the aggregated score and the best passage in meta
@@ -182,27 +230,20 @@ class CrossEncoderRanker:
         :raises ValueError:
             If a parameter is out of range.
         """
-        if top_k <= 0:
-            msg = f"top_k must be > 0, got {top_k}. Pass a positive number of documents to return."
-            raise ValueError(msg)
-        if batch_size <= 0:
-            msg = f"batch_size must be > 0, got {batch_size}."
-            raise ValueError(msg)
-        if max_length is not None and max_length <= 0:
-            msg = f"max_length must be > 0 or None (the model's limit), got {max_length}."
-            raise ValueError(msg)
-        if passage_overlap_tokens < 0:
-            msg = f"passage_overlap_tokens must be >= 0, got {passage_overlap_tokens}."
-            raise ValueError(msg)
-        if max_tokens_per_batch is not None and max_tokens_per_batch <= 0:
-            msg = f"max_tokens_per_batch must be > 0 or None (fixed batches of batch_size), got {max_tokens_per_batch}."
-            raise ValueError(msg)
-        if cache_size < 0:
-            msg = f"cache_size must be >= 0 (0 disables the cache), got {cache_size}."
-            raise ValueError(msg)
-        if num_threads is not None and num_threads <= 0:
-            msg = f"num_threads must be > 0 or None (the library default), got {num_threads}."
-            raise ValueError(msg)
+        top_k = _check_top_k(top_k)
+        batch_size = _check_int("batch_size", batch_size, minimum=1)
+        max_length = _check_int("max_length", max_length, minimum=1, none="None (the model's limit)")
+        passage_overlap_tokens = _check_int("passage_overlap_tokens", passage_overlap_tokens, minimum=0)
+        max_tokens_per_batch = _check_int(
+            "max_tokens_per_batch", max_tokens_per_batch, minimum=1, none="None (fixed batches of batch_size)"
+        )
+        cache_size = _check_int("cache_size", cache_size, minimum=0, hint=" (0 disables the cache)")
+        num_threads = _check_int("num_threads", num_threads, minimum=1, none="None (the library default)")
+        _check_score_threshold(score_threshold)
+        if first_stage_weight is not None:
+            first_stage_weight = validate_first_stage_weight(first_stage_weight)
+        if fusion is not None:
+            validate_fusion(fusion)
         if backend not in ("torch", "onnx", "openvino"):
             msg = f"backend must be 'torch', 'onnx' or 'openvino', got {backend!r}."
             raise ValueError(msg)
@@ -229,6 +270,8 @@ class CrossEncoderRanker:
         self.scale = validate_scale(scale)
         self.scale_score = scale_score
         self.score_threshold = score_threshold
+        self.first_stage_weight = first_stage_weight
+        self.fusion = fusion
         self.trust_remote_code = trust_remote_code
         self.model_kwargs = model_kwargs
         self.tokenizer_kwargs = tokenizer_kwargs
@@ -247,18 +290,24 @@ class CrossEncoderRanker:
 
         self._scorer: PairScorer | None = None
         self._model_activation: str | None = None
+        self._model_fusion: dict[str, Any] = {}
         self._warm_up_lock = threading.Lock()
 
     def _get_telemetry_data(self) -> dict[str, Any]:
         return {"model": self.model, "backend": self.backend}
 
     def warm_up(self) -> None:
-        """Loads the model. Idempotent and safe to call from several threads."""
+        """
+        Loads the model, and the fusion defaults a local model directory declares. Idempotent and thread-safe.
+
+        :raises ValueError: If the model directory's `crossencoder_haystack.json` declares an invalid fusion.
+        """
         if self._scorer is not None:
             return
         with self._warm_up_lock:
             if self._scorer is not None:
                 return
+            model_fusion = self._read_model_fusion()
             scorer = load_pair_scorer(
                 self.model,
                 backend=self.backend,
@@ -275,7 +324,15 @@ class CrossEncoderRanker:
                 num_threads=self.num_threads,
             )
             self._model_activation = scorer.declared_activation or "sigmoid"
+            self._model_fusion = model_fusion
             self._scorer = scorer
+
+    def _read_model_fusion(self) -> dict[str, Any]:
+        """The fusion defaults of a local model directory, needed only for the values the user did not pass."""
+        if self.first_stage_weight is not None and self.fusion is not None:
+            return {}
+        directory = Path(self.model).expanduser()
+        return read_fusion_defaults(directory) if directory.is_dir() else {}
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -300,6 +357,8 @@ class CrossEncoderRanker:
             scale=self.scale,
             scale_score=self.scale_score,
             score_threshold=self.score_threshold,
+            first_stage_weight=self.first_stage_weight,
+            fusion=self.fusion,
             trust_remote_code=self.trust_remote_code,
             model_kwargs=self.model_kwargs,
             tokenizer_kwargs=self.tokenizer_kwargs,
@@ -348,19 +407,23 @@ class CrossEncoderRanker:
         activation: Literal["sigmoid", "identity", "tanh"] | None = None,
         scale: float | None = None,
         scale_score: bool | None = None,
+        first_stage_weight: float | None = None,
+        fusion: Literal["minmax", "zscore", "rrf"] | None = None,
     ) -> dict[str, list[Document]]:
         """
         Returns the documents sorted by relevance to the query, best first.
 
         Documents are deduplicated by id first (the duplicate with the best retrieval score is kept).
-        Ties are broken by retrieval order, so results are deterministic.
+        Ties are broken by retrieval order, so results are deterministic. A document's retrieval rank is its
+        1-based input position, or `meta["retrieval_rank"]` when an earlier stage set it to an int (any other
+        value there is ignored and replaced by the position in the output).
 
         :param query:
             The query. Must be a non-empty string.
         :param documents:
             The documents to rank (e.g. a retriever's output, or passages from `PassageSplitter`).
         :param top_k:
-            The maximum number of documents to return; overrides the init value. Must be > 0.
+            The maximum number of documents to return; overrides the init value. Must be a positive int.
         :param score_threshold:
             Only documents with a score >= this value are returned; overrides the init value (also when 0.0).
         :param activation:
@@ -369,6 +432,10 @@ class CrossEncoderRanker:
             The factor applied to logits before the activation; overrides the init value.
         :param scale_score:
             Compatibility with `SentenceTransformersSimilarityRanker`: `True` = sigmoid, `False` = identity.
+        :param first_stage_weight:
+            The first stage's share of the score, in [0, 1]; overrides the init value (also when 0.0).
+        :param fusion:
+            `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
         :returns:
             A dictionary with `documents`: copies of the input documents with `score` set, best first.
         :raises ValueError:
@@ -383,6 +450,8 @@ class CrossEncoderRanker:
                 activation=activation,
                 scale=scale,
                 scale_score=scale_score,
+                first_stage_weight=first_stage_weight,
+                fusion=fusion,
             )["documents"][0]
         }
 
@@ -396,6 +465,8 @@ class CrossEncoderRanker:
         activation: Literal["sigmoid", "identity", "tanh"] | None = None,
         scale: float | None = None,
         scale_score: bool | None = None,
+        first_stage_weight: float | None = None,
+        fusion: Literal["minmax", "zscore", "rrf"] | None = None,
     ) -> dict[str, list[list[Document]]]:
         """
         Ranks several queries' documents at once: the pairs of all queries share the model's batches, which pads
@@ -412,7 +483,7 @@ class CrossEncoderRanker:
         :param documents:
             One list of documents per query, in the same order as `queries`.
         :param top_k:
-            The maximum number of documents to return per query; overrides the init value. Must be > 0.
+            The maximum number of documents to return per query; overrides the init value. Must be a positive int.
         :param score_threshold:
             Only documents with a score >= this value are returned; overrides the init value.
         :param activation:
@@ -421,47 +492,41 @@ class CrossEncoderRanker:
             The factor applied to logits before the activation; overrides the init value.
         :param scale_score:
             Compatibility with `SentenceTransformersSimilarityRanker`: `True` = sigmoid, `False` = identity.
+        :param first_stage_weight:
+            The first stage's share of the score, in [0, 1]; overrides the init value. Fusion is per query.
+        :param fusion:
+            `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
         :returns:
             A dictionary with `documents`: one list of ranked document copies per query, best first.
         :raises ValueError:
             If a query is empty, the two lists differ in length, or a run-time parameter is out of range.
         """
-        if not isinstance(queries, list) or not isinstance(documents, list):
-            msg = "queries must be a list of strings and documents a list of document lists (one per query)."
-            raise TypeError(msg)
-        if len(queries) != len(documents):
-            msg = (
-                f"queries has {len(queries)} entries but documents has {len(documents)}; pass one list of "
-                "documents per query, in the same order."
-            )
-            raise ValueError(msg)
-        for query, docs in zip(queries, documents, strict=True):
-            _check_query_and_documents(query, docs)
-        top_k, score_threshold, activation, scale = self._resolve_run_parameters(
-            top_k, score_threshold, activation, scale, scale_score
+        _check_queries_and_document_lists(queries, documents)
+        parameters = self._resolve_run_parameters(
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion
         )
         if not queries:
             return {"documents": []}
         if any(documents):
             self.warm_up()
-        activation = activation or self.activation or self._model_activation or "sigmoid"
+        parameters = self._complete_run_parameters(parameters)
+        assert parameters.activation is not None  # completed above
 
         prepared = [
             self._scoring_units(query, _deduplicate(docs)) if docs else ([], None)
             for query, docs in zip(queries, documents, strict=True)
         ]
         scored_per_query = self._score_units(
-            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)], activation, scale
+            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)],
+            parameters.activation,
+            parameters.scale,
         )
-        results = []
-        for scored, (units, parents) in zip(scored_per_query, prepared, strict=True):
-            if not self.return_passages and (parents is not None or any(_is_passage(u.document) for u in units)):
-                scored = _aggregate_to_parents(scored, parents or {}, self.aggregation)
-            scored.sort(key=lambda item: (item.score is None, -(item.score or 0.0), item.retrieval_rank))
-            if score_threshold is not None:
-                scored = [item for item in scored if item.score is not None and item.score >= score_threshold]
-            results.append([_with_scores(item) for item in scored[:top_k]])
-        return {"documents": results}
+        return {
+            "documents": [
+                self._rank(scored, units, parents, parameters)
+                for scored, (units, parents) in zip(scored_per_query, prepared, strict=True)
+            ]
+        }
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -474,6 +539,8 @@ class CrossEncoderRanker:
         activation: Literal["sigmoid", "identity", "tanh"] | None = None,
         scale: float | None = None,
         scale_score: bool | None = None,
+        first_stage_weight: float | None = None,
+        fusion: Literal["minmax", "zscore", "rrf"] | None = None,
     ) -> dict[str, list[Document]]:
         """
         Asynchronously returns the documents sorted by relevance to the query; the model runs in a worker thread
@@ -484,7 +551,7 @@ class CrossEncoderRanker:
         :param documents:
             The documents to rank.
         :param top_k:
-            The maximum number of documents to return; overrides the init value.
+            The maximum number of documents to return; overrides the init value. Must be a positive int.
         :param score_threshold:
             Only documents with a score >= this value are returned; overrides the init value.
         :param activation:
@@ -493,9 +560,17 @@ class CrossEncoderRanker:
             The factor applied to logits before the activation; overrides the init value.
         :param scale_score:
             Compatibility with `SentenceTransformersSimilarityRanker`: `True` = sigmoid, `False` = identity.
+        :param first_stage_weight:
+            The first stage's share of the score, in [0, 1]; overrides the init value.
+        :param fusion:
+            `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
         :returns:
             A dictionary with `documents`: copies of the input documents with `score` set, best first.
+        :raises ValueError:
+            If `query` is empty or a run-time parameter is out of range.
         """
+        # Checked here too, so that a bad argument fails in the caller's task rather than in the worker thread.
+        self._resolve_run_parameters(top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion)
         loop = asyncio.get_running_loop()
         call = partial(
             self.run,
@@ -506,6 +581,8 @@ class CrossEncoderRanker:
             activation=activation,
             scale=scale,
             scale_score=scale_score,
+            first_stage_weight=first_stage_weight,
+            fusion=fusion,
         )
         return await loop.run_in_executor(None, call)
 
@@ -516,10 +593,13 @@ class CrossEncoderRanker:
         activation: str | None,
         scale: float | None,
         scale_score: bool | None,
-    ) -> tuple[int, float | None, str | None, float]:
-        if top_k is not None and top_k <= 0:
-            msg = f"top_k must be > 0, got {top_k}. Pass a positive number of documents to return."
-            raise ValueError(msg)
+        first_stage_weight: float | None,
+        fusion: str | None,
+    ) -> _RunParameters:
+        """Checks the run-time values and lets them override the init values."""
+        if top_k is not None:
+            top_k = _check_top_k(top_k)
+        _check_score_threshold(score_threshold)
         if activation is not None:
             validate_activation(activation)
         if scale_score is not None:
@@ -529,12 +609,48 @@ class CrossEncoderRanker:
             activation = _activation_of(scale_score)
         elif self.activation is None and self.scale_score is not None:
             activation = activation or _activation_of(self.scale_score)
-        return (
-            self.top_k if top_k is None else top_k,
-            self.score_threshold if score_threshold is None else score_threshold,
-            activation,
-            self.scale if scale is None else validate_scale(scale),
+        if first_stage_weight is not None:
+            first_stage_weight = validate_first_stage_weight(first_stage_weight)
+        if fusion is not None:
+            validate_fusion(fusion)
+        return _RunParameters(
+            top_k=self.top_k if top_k is None else top_k,
+            score_threshold=self.score_threshold if score_threshold is None else score_threshold,
+            activation=activation,
+            scale=self.scale if scale is None else validate_scale(scale),
+            first_stage_weight=self.first_stage_weight if first_stage_weight is None else first_stage_weight,
+            fusion=self.fusion if fusion is None else fusion,
         )
+
+    def _complete_run_parameters(self, parameters: _RunParameters) -> _RunParameters:
+        """Fills what the caller left open with what the model declares (known after `warm_up`), else defaults."""
+        weight = parameters.first_stage_weight
+        if weight is None:
+            weight = self._model_fusion.get("first_stage_weight", 0.0)
+        return replace(
+            parameters,
+            activation=parameters.activation or self.activation or self._model_activation or "sigmoid",
+            first_stage_weight=weight,
+            fusion=parameters.fusion or self._model_fusion.get("fusion", _DEFAULT_FUSION),
+        )
+
+    def _rank(
+        self,
+        scored: list[_Scored],
+        units: list[_Candidate],
+        parents: dict[str, _Candidate] | None,
+        parameters: _RunParameters,
+    ) -> list[Document]:
+        """One query's result: aggregate passages, fuse with the first stage, sort, threshold and cut."""
+        if not self.return_passages and (parents is not None or any(is_passage(u.document) for u in units)):
+            scored = _aggregate_to_parents(scored, parents or {}, self.aggregation)
+        if parameters.first_stage_weight:
+            scored = _fuse(scored, parameters.first_stage_weight, parameters.fusion or _DEFAULT_FUSION)
+        scored.sort(key=lambda item: (item.score is None, -(item.score or 0.0), item.retrieval_rank))
+        threshold = parameters.score_threshold
+        if threshold is not None:
+            scored = [item for item in scored if item.score is not None and item.score >= threshold]
+        return [_with_scores(item) for item in scored[: parameters.top_k]]
 
     def _document_text(self, document: Document) -> str | None:
         """The text the model sees for a document, or None if there is nothing to score."""
@@ -544,7 +660,7 @@ class CrossEncoderRanker:
             if key in document.meta and document.meta[key] is not None
         ]
         content = document.content or ""
-        if not content.strip() and not any(value.strip() for value in meta_values):
+        if not _has_text(content) and not any(_has_text(value) for value in meta_values):
             return None
         return self.document_prefix + self.embedding_separator.join([*meta_values, content]) + self.document_suffix
 
@@ -563,7 +679,7 @@ class CrossEncoderRanker:
         parents: dict[str, _Candidate] = {}
         for candidate in candidates:
             document = candidate.document
-            if document.content is None or _is_passage(document):
+            if document.content is None or is_passage(document):
                 units.append(candidate)
                 continue
             parents[document.id] = candidate
@@ -608,6 +724,20 @@ class CrossEncoderRanker:
         return scored
 
 
+def _check_queries_and_document_lists(queries: Any, documents: Any) -> None:
+    if not isinstance(queries, list) or not isinstance(documents, list):
+        msg = "queries must be a list of strings and documents a list of document lists (one per query)."
+        raise TypeError(msg)
+    if len(queries) != len(documents):
+        msg = (
+            f"queries has {len(queries)} entries but documents has {len(documents)}; pass one list of "
+            "documents per query, in the same order."
+        )
+        raise ValueError(msg)
+    for query, docs in zip(queries, documents, strict=True):
+        _check_query_and_documents(query, docs)
+
+
 def _check_query_and_documents(query: Any, documents: Any) -> None:
     if not isinstance(query, str) or not query.strip():
         msg = f"query must be a non-empty string, got {query!r}."
@@ -621,8 +751,63 @@ def _activation_of(scale_score: bool) -> str:
     return "sigmoid" if scale_score else "identity"
 
 
-def _is_passage(document: Document) -> bool:
-    return document.meta.get("source_id") is not None
+def _check_top_k(top_k: Any) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0:
+        msg = f"top_k must be a positive int, got {top_k!r}. Pass the number of documents to return, e.g. top_k=10."
+        raise ValueError(msg)
+    return int(top_k)
+
+
+def _check_int(name: str, value: Any, minimum: int, none: str | None = None, hint: str = "") -> Any:
+    """`value` as an int if it is an int >= minimum (or None when `none` says what None means), else a ValueError."""
+    if value is None and none is not None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        alternative = f" or {none}" if none is not None else ""
+        msg = f"{name} must be an int >= {minimum}{hint}{alternative}, got {value!r}."
+        raise ValueError(msg)
+    return int(value)
+
+
+def _check_score_threshold(score_threshold: Any) -> None:
+    if score_threshold is None:
+        return
+    if (
+        isinstance(score_threshold, bool)
+        or not isinstance(score_threshold, numbers.Real)
+        or math.isnan(score_threshold)
+    ):
+        msg = (
+            f"score_threshold must be a real number or None (no threshold), got {score_threshold!r}. "
+            "Pass e.g. score_threshold=0.5 with the sigmoid activation."
+        )
+        raise ValueError(msg)
+
+
+def _has_text(text: str) -> bool:
+    """Whether `text` has a character the model can read: not only whitespace, controls or zero-width characters."""
+    return any(not char.isspace() and unicodedata.category(char) not in _INVISIBLE_CATEGORIES for char in text)
+
+
+def _real_number(value: Any) -> float | None:
+    """`value` as a float if it is a real number (bools are not), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _retrieval_rank(document: Document, position: int) -> int:
+    """An int `meta["retrieval_rank"]` set by an earlier stage, else the position; other values are ignored."""
+    rank = document.meta.get("retrieval_rank")
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+        return position
+    return int(rank)
+
+
+def _retrieval_score(document: Document) -> float | None:
+    """The first real number among `meta["retrieval_score"]` (set by an earlier stage) and `score`, else None."""
+    from_meta = _real_number(document.meta.get("retrieval_score"))
+    return from_meta if from_meta is not None else _real_number(document.score)
 
 
 def _deduplicate(documents: list[Document]) -> list[_Candidate]:
@@ -630,25 +815,43 @@ def _deduplicate(documents: list[Document]) -> list[_Candidate]:
     best: dict[str, Document] = {}
     for document in documents:
         kept = best.get(document.id)
-        if kept is None or (document.score is not None and (kept.score is None or document.score > kept.score)):
+        score = _real_number(document.score)
+        if kept is None or (score is not None and (_real_number(kept.score) is None or score > kept.score)):  # type: ignore[operator]
             best[document.id] = document
     return [
-        _Candidate(
-            document, document.meta.get("retrieval_rank", rank), document.meta.get("retrieval_score", document.score)
-        )
+        _Candidate(document, _retrieval_rank(document, rank), _retrieval_score(document))
         for rank, document in enumerate(best.values(), start=1)
     ]
 
 
+def _fuse(scored: list[_Scored], weight: float, method: str) -> list[_Scored]:
+    """
+    Fuse each item's score with its retrieval score (`fusion.fuse_scores`), in retrieval order so that the input
+    order is the evidence when no item has a retrieval score. Items without a score are left out and stay None.
+    """
+    with_scores = sorted((item for item in scored if item.score is not None), key=lambda item: item.retrieval_rank)
+    fused = fuse_scores(
+        [item.score for item in with_scores],  # type: ignore[misc]
+        [item.retrieval_score for item in with_scores],
+        weight,
+        method,
+    )
+    fused_score = {id(item): value for item, value in zip(with_scores, fused, strict=True)}
+    return [replace(item, score=fused_score.get(id(item)), fused=True, rerank_score=item.score) for item in scored]
+
+
 def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate], aggregation: str) -> list[_Scored]:
-    """Group passages by `source_id` and give each parent the aggregate of its passages' scores."""
+    """
+    Group this package's passages by `source_id` and give each parent the aggregate of its passages' scores.
+    Other documents (chunks of other splitters included, whatever their `source_id`) stay as they are.
+    """
     groups: dict[str, list[_Scored]] = {}
     results: list[_Scored | str] = []  # a str marks where a parent group first appeared
     for item in scored:
-        source_id = item.document.meta.get("source_id")
-        if source_id is None:
+        if not is_passage(item.document):
             results.append(item)
             continue
+        source_id = item.document.meta["source_id"]
         if source_id not in groups:
             groups[source_id] = []
             results.append(source_id)
@@ -659,15 +862,15 @@ def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate],
     # unless an earlier stage already recorded one in meta.
     for position, entry in enumerate(results, start=1):
         if isinstance(entry, _Scored):
-            rank = entry.document.meta.get("retrieval_rank", position)
+            rank = _retrieval_rank(entry.document, position)
             aggregated.append(_Scored(entry.document, entry.score, rank, entry.retrieval_score))
             continue
-        passages = sorted(groups[entry], key=lambda p: p.document.meta.get("passage_index", 0))
+        passages = sorted(groups[entry], key=lambda p: p.document.meta["passage_index"])
         with_scores = [p for p in passages if p.score is not None]
         parent = parents.get(entry)
         parent_document = parent.document if parent is not None else _rebuild_parent(entry, passages)
         if not with_scores:
-            rank = passages[0].document.meta.get("retrieval_rank", position)
+            rank = _retrieval_rank(passages[0].document, position)
             aggregated.append(_Scored(parent_document, None, rank, passages[0].retrieval_score))
             continue
         best = max(with_scores, key=lambda p: p.score)  # type: ignore[arg-type, return-value]
@@ -686,7 +889,7 @@ def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate],
             _Scored(
                 replace(parent_document, meta=meta),
                 score,
-                passages[0].document.meta.get("retrieval_rank", position),
+                _retrieval_rank(passages[0].document, position),
                 max(retrieval_scores) if retrieval_scores else None,
             )
         )
@@ -720,4 +923,6 @@ def _rebuild_parent(source_id: str, passages: list[_Scored]) -> Document:
 def _with_scores(item: _Scored) -> Document:
     meta = {**item.document.meta, "retrieval_rank": item.retrieval_rank}
     meta.setdefault("retrieval_score", item.retrieval_score)
+    if item.fused:
+        meta["rerank_score"] = item.rerank_score
     return replace(item.document, score=item.score, meta=meta)
