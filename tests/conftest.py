@@ -76,3 +76,16 @@ def spread_model_path(tmp_path_factory, minilm_tokenizer) -> Path:
     """Like `tiny_model_path` but with logits spread apart (head gain 100), so different texts get clearly
     different scores. The scores still mean nothing: use it for plumbing, ordering and formula tests."""
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("spread_cross_encoder"), minilm_tokenizer, head_gain=100.0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cpu_without_fast_bf16():
+    """
+    Tests compare exact scores: run as on a CPU without AMX / AVX512-BF16 (`precision="auto"` -> fp32), so the suite
+    behaves the same on every x86 machine. tests/test_precision.py covers the bf16 selection with its own flags.
+    """
+    from haystack_integrations.components.rankers.crossencoder import precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "cpu_flags", lambda: frozenset())
+        yield

@@ -74,6 +74,7 @@ def build_rerank_pipeline(
     max_length: int | None = None,
     overlap_tokens: int = 32,
     aggregation: str = "max",
+    ranker_precision: str = "auto",
     index_name: str = DEFAULT_INDEX_NAME,
     cohere_timeout: float = 10.0,
     cohere_api_base_url: str = "https://api.cohere.com",
@@ -104,6 +105,7 @@ def build_rerank_pipeline(
     :param max_length: The cross-encoder's token limit for query + passage (`None`: the model's).
     :param overlap_tokens: The overlap between neighbouring passages.
     :param aggregation: How passage scores become a document score (see `CrossEncoderRanker`).
+    :param ranker_precision: What the local cross-encoder computes in (`auto`: bf16 on CPUs with AMX / AVX512-BF16).
     :param index_name: The index of the default document store (in memory or Azure AI Search).
     :param cohere_timeout: With `"cohere_with_fallback"`, seconds Cohere may take before the fallback ranks.
     :param cohere_api_base_url: The Cohere API's base URL (e.g. a self-hosted `rerank serve`).
@@ -150,7 +152,15 @@ def build_rerank_pipeline(
     pipeline.add_component(
         "ranker",
         _ranker(
-            ranker, ranker_model, top_k, max_length, overlap_tokens, aggregation, cohere_timeout, cohere_api_base_url
+            ranker,
+            ranker_model,
+            top_k,
+            max_length,
+            overlap_tokens,
+            aggregation,
+            cohere_timeout,
+            cohere_api_base_url,
+            ranker_precision,
         ),
     )
     pipeline.connect(candidates, "ranker.documents")
@@ -338,11 +348,14 @@ def _ranker(
     aggregation: str,
     cohere_timeout: float,
     cohere_api_base_url: str,
+    precision: str = "auto",
 ) -> Any:
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, FallbackRanker
 
     if ranker == "cross_encoder":
-        return CrossEncoderRanker(model=str(model), top_k=top_k, max_length=max_length, aggregation=aggregation)
+        return CrossEncoderRanker(
+            model=str(model), top_k=top_k, max_length=max_length, aggregation=aggregation, precision=precision
+        )
     from haystack_integrations.components.rankers.cohere import CohereRanker
 
     cohere = CohereRanker(model=COHERE_RERANK_MODEL, top_k=top_k, api_base_url=cohere_api_base_url)
@@ -356,5 +369,6 @@ def _ranker(
         aggregation=aggregation,
         split_long_documents=True,
         passage_overlap_tokens=overlap_tokens,
+        precision=precision,
     )
     return FallbackRanker(primary=cohere, fallback=local, timeout=cohere_timeout)

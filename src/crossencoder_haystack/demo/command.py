@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from crossencoder_haystack.serving.command import PRECISION_CHOICES
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -53,8 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CVs the embedding retriever passes to the reranker (default 100: all 90).",
     )
     parser.add_argument("--no-eval", action="store_true", help="Skip the final nDCG@10 / MRR@10 table.")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        help="What the cross-encoder computes in. Default auto: bf16 on CPUs with AMX or AVX512-BF16, fp32 elsewhere.",
+    )
     parser.add_argument("--cache-dir", help="Where models and CV embeddings are cached (default: user cache).")
     parser.set_defaults(func=_demo)
+
+
+def _ranker_options(args: argparse.Namespace) -> dict[str, str]:
+    """`--precision` when given; left out, the ranker's default (auto) applies."""
+    return {} if args.precision is None else {"precision": args.precision}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -69,6 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
             first_stage_k=args.first_stage_k,
             evaluate=not args.no_eval,
             cache_dir=args.cache_dir,
+            **_ranker_options(args),
         )
     except (ValueError, OSError) as error:  # OSError: a model or tokenizer that cannot be loaded
         print(f"rerank demo: error: {error}", file=sys.stderr)

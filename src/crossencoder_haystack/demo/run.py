@@ -69,6 +69,7 @@ def run_demo(
     cache_dir: str | Path | None = None,
     console: Any = None,
     ask: Callable[[str], str] | None = None,
+    precision: str = "auto",
 ) -> DemoResult:
     """
     Rerank the HR set's CVs for recruiter queries and print, per query, what the reranker changed.
@@ -92,6 +93,7 @@ def run_demo(
     :param cache_dir: This package's cache directory (models and CV embeddings); default the user cache.
     :param console: A `rich.console.Console` to print to; default stdout.
     :param ask: Reads one interactive query given a prompt; default `console.input`.
+    :param precision: What the reranker computes in (`auto`: bf16 on CPUs with AMX / AVX512-BF16, else fp32).
     :raises ValueError: If `top_k` or `first_stage_k` is not a positive integer.
     """
     for name, value in (("top_k", top_k), ("first_stage_k", first_stage_k)):
@@ -115,7 +117,9 @@ def run_demo(
         console.print("Reusing the cached starter model (delete that directory to rebuild it).")
 
     started = time.monotonic()
-    pipeline, result.embeddings_cached = _indexed_pipeline(choice, documents, top_k, first_stage_k, cache_dir)
+    pipeline, result.embeddings_cached = _indexed_pipeline(
+        choice, documents, top_k, first_stage_k, cache_dir, precision
+    )
     result.index_seconds = time.monotonic() - started
     how = "loaded from the cache" if result.embeddings_cached else "embedded with all-MiniLM-L6-v2 and cached"
     console.print(f"Indexed {len(documents)} CVs ({how}) in {result.index_seconds:.1f} s.")
@@ -165,7 +169,12 @@ def _planned_queries(queries: Sequence[str] | None, interactive: bool) -> list[D
 
 
 def _indexed_pipeline(
-    choice: ModelChoice, documents: list[Document], top_k: int, first_stage_k: int, cache_dir: str | Path | None
+    choice: ModelChoice,
+    documents: list[Document],
+    top_k: int,
+    first_stage_k: int,
+    cache_dir: str | Path | None,
+    precision: str = "auto",
 ) -> tuple[Any, bool]:
     """The query pipeline over an in-memory store holding the CVs with their (cached) embeddings."""
     from crossencoder_haystack.pipelines import build_rerank_pipeline
@@ -177,6 +186,7 @@ def _indexed_pipeline(
         ranker_model=choice.model,
         first_stage_top_k=first_stage_k,
         top_k=max(top_k, EVALUATED_DEPTH),
+        ranker_precision=precision,
         **settings,
     )
     return pipeline, cached

@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from crossencoder_haystack.serving.command import PRECISION_CHOICES, TRUNCATION_CHOICES
+
 EXIT_INTERRUPTED = 130
 # The normalisations of `haystack_integrations.components.rankers.crossencoder.fusion.FUSIONS`, spelled out here
 # because importing that package takes seconds and `rerank --help` should not (a test keeps the two equal).
@@ -85,6 +87,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stages.add_argument("--backend", choices=("torch", "onnx", "openvino"), help="Model-directory rankers.")
     stages.add_argument("--num-threads", type=int, help="Model-directory rankers: CPU threads for the model.")
     stages.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        help="Model-directory rankers: what the model computes in. Default auto (bf16 on CPUs with AMX or "
+        "AVX512-BF16, fp32 elsewhere); fp32 for scores comparable across machines.",
+    )
+    stages.add_argument(
+        "--truncation",
+        choices=TRUNCATION_CHOICES,
+        help="Model-directory rankers: how a pair longer than --max-length is cut: longest_first (default) or "
+        "query_window (the document's opening and its window that matches the query best).",
+    )
+    stages.add_argument(
         "--fusion-weights",
         type=_fusion_weights,
         metavar="ALPHAS",
@@ -121,6 +135,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_evaluate)
 
 
+def _ranker_options(args: argparse.Namespace) -> dict[str, str]:
+    """`--precision` and `--truncation` when given; left out, the rankers keep their defaults."""
+    options = {"precision": args.precision, "truncation": args.truncation}
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from crossencoder_haystack.evaluation import EvaluationInterrupted, evaluate, print_table
 
@@ -149,6 +169,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             fusion_weights=args.fusion_weights,
             fusion=args.fusion,
+            **_ranker_options(args),
         )
     except EvaluationInterrupted as interrupted:
         print_table(interrupted.partial)

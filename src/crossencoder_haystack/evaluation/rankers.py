@@ -252,10 +252,12 @@ def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
 def cross_encoder_ranker(model_dir: Path, options: dict[str, Any]) -> Any:
     """A `CrossEncoderRanker` for a local model directory; `options` are its init parameters (None = default)."""
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+    from haystack_integrations.components.rankers.crossencoder.fusion import read_fusion_defaults
 
-    # The reranker's own scores: fusion with the first stage is a separate row (`fusion_weights`), even when the
-    # model directory declares a weight.
-    init = {"first_stage_weight": 0.0} | {name: value for name, value in options.items() if value is not None}
+    init = {name: value for name, value in options.items() if value is not None}
+    if read_fusion_defaults(model_dir).get("first_stage_weight"):
+        # The reranker's own scores: fusion with the first stage is a row of its own (`fusion_weights`)
+        init = {"first_stage_weight": 0.0} | init
     return CrossEncoderRanker(model=str(model_dir.resolve()), **init)
 
 

@@ -260,6 +260,8 @@ def evaluate(
     show_progress: bool = True,
     fusion_weights: Sequence[float] | None = None,
     fusion: str = "minmax",
+    precision: str | None = None,
+    truncation: str | None = None,
 ) -> EvaluationResult:
     """
     Measure retrieve -> rerank: nDCG@10, MRR@10, MAP and first-stage Recall@K per ranker and K, paired
@@ -307,6 +309,10 @@ def evaluate(
         (α = 0 is the ranker's own ranking, α = 1 the first stage's). Computed from the same scores, so it costs no
         model time. None = no fused rows.
     :param fusion: The normalisation before fusing: `minmax` (default), `zscore` or `rrf` (reciprocal rank).
+    :param precision: Model-directory rankers compute in this precision (`auto`, `fp32`, `bf16`, ...); None keeps
+        the ranker's default (`auto`).
+    :param truncation: Model-directory rankers cut long pairs this way (`longest_first`, `query_window`); None keeps
+        the ranker's default.
     :returns: The result; also written to `output` if given.
     :raises EvaluationInterrupted: On Ctrl-C while scoring; its `partial` holds the result so far (and `output`
         is written from it).
@@ -344,6 +350,8 @@ def evaluate(
         "max_length": max_length,
         "backend": backend,
         "num_threads": num_threads,
+        "precision": precision,
+        "truncation": truncation,
     }
     under_test = _rankers(rankers, options)
     if fusion_weights is not None and not under_test:

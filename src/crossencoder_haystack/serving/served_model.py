@@ -116,6 +116,8 @@ class ServedModel:
         num_threads: int | None = None,
         model_name: str | None = None,
         chunk_documents: int | None = None,
+        precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto",
+        truncation: Literal["longest_first", "query_window"] = "longest_first",
     ) -> None:
         """
         :param model: A local cross-encoder directory (or a cached Hugging Face hub id).
@@ -127,7 +129,12 @@ class ServedModel:
         :param model_name: The name `GET /info` reports; defaults to the model directory's name.
         :param chunk_documents: Documents per model call; cancelled jobs and deadlines are checked between calls.
             `None` is 4 x `batch_size`.
-        :raises ValueError: If `chunk_documents` is not a positive integer.
+        :param precision: What the model computes in (`CrossEncoderRanker`'s `precision`): `"auto"` is bf16 on CPUs
+            with AMX or AVX512-BF16, fp32 elsewhere; `"fp32"` forces float32.
+        :param truncation: How a job that asks for truncation cuts a long pair: `"longest_first"` (its first
+            tokens) or `"query_window"` (its opening and the window that matches the query best).
+        :raises ValueError: If `chunk_documents` is not a positive integer, or `precision` or `truncation` is not
+            one of its values.
         """
         if chunk_documents is not None and (isinstance(chunk_documents, bool) or chunk_documents <= 0):
             msg = f"chunk_documents must be a positive integer or None, got {chunk_documents!r}."
@@ -147,6 +154,8 @@ class ServedModel:
             "max_length": max_length,
             "batch_size": batch_size,
             "num_threads": num_threads,
+            "precision": precision,
+            "truncation": truncation,
             "first_stage_weight": 0.0,  # the Cohere and TEI APIs return the model's own scores, never fused
         }
         self._splitting = CrossEncoderRanker(**self._ranker_parameters, split_long_documents=True)

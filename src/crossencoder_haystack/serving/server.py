@@ -33,6 +33,8 @@ def serve(
     num_threads: int | None = None,
     model_name: str | None = None,
     log_level: str = "info",
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto",
+    truncation: Literal["longest_first", "query_window"] = "longest_first",
 ) -> None:
     """
     Serves `model` over HTTP (Cohere v1/v2 and TEI rerank APIs) until interrupted.
@@ -58,6 +60,8 @@ def serve(
         work, 1 can be several times faster than oversubscribing every core.
     :param model_name: The model name `GET /info` reports.
     :param log_level: Uvicorn's log level.
+    :param precision: What the model computes in (`auto`: bf16 on CPUs with AMX / AVX512-BF16, else fp32).
+    :param truncation: How a long pair is cut: `longest_first` or `query_window`.
     :raises AuthConfigurationError: If no API key is set where one is required (before the model loads).
     :raises ModelNotAvailableError: If the model cannot be loaded.
     :raises RuntimeError: If the server could not start (e.g. the port is taken).
@@ -73,6 +77,8 @@ def serve(
         batch_size=batch_size,
         num_threads=num_threads,
         model_name=model_name,
+        precision=precision,
+        truncation=truncation,
     )
     served.warm_up()  # a missing model fails here, with the loader's explanation, before the port opens
     app = create_app(served, api_key=api_key, limits=limits)

@@ -141,6 +141,7 @@ def export_cross_encoder(
         msg = f"max_length must be > 0 or None (the model's limit), got {max_length}."
         raise ValueError(msg)
 
+    _refuse_bi_encoder(model)
     cross_encoder = load_cross_encoder(
         str(model), device="cpu", max_length=max_length, trust_remote_code=trust_remote_code
     )
@@ -184,6 +185,19 @@ def export_cross_encoder(
     _record_in_manifest(output, exported)
     logger.info("Exported {model} to {file}", model=str(model), file=str(target))
     return exported
+
+
+def _refuse_bi_encoder(model: str | Path) -> None:
+    """A bi-encoder reranker (scored by the cosine of separate encodings) has no pair graph to export yet."""
+    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+
+    if Path(model).expanduser().is_dir() and is_bi_encoder_directory(Path(model).expanduser()):
+        msg = (
+            f"{model} is a bi-encoder reranker (query and document encoded separately, as `rerank train` saves a "
+            "model built from all-MiniLM-L6-v2); `rerank export` exports cross-encoders only. Serve it with "
+            "backend='torch'; its document embeddings are cached, so repeated documents cost no model time."
+        )
+        raise ValueError(msg)
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, ExportedModel]:

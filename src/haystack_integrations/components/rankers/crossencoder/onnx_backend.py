@@ -3,6 +3,11 @@
 A float32 model computes in float32: onnxruntime does not switch to bfloat16 on x86 CPUs with AMX or AVX512-BF16
 (measured: fp32 scores equal torch's within 1e-8 on such a Xeon), and its one bfloat16 fast-math option, for arm64,
 is pinned off here.
+
+So an onnx model computes in the precision it was exported in: float32, or int8 for an export made with
+`rerank export --backend onnx --quantize ...` (detected from the export manifest or the file name). The ranker's
+`precision` therefore only checks what the file gives: `"auto"` takes either, `"fp32"` refuses an int8 file and
+`"int8"` a float32 one; bf16 and fp16 are not available on this backend (use `backend="openvino"` or `"torch"`).
 """
 
 from pathlib import Path

@@ -3,6 +3,10 @@
 OpenVINO runs a float32 model in bfloat16 by default on CPUs with AMX or AVX512-BF16 (Intel Sapphire Rapids and
 later), which moves scores at the third decimal. `openvino_config` therefore always sets the inference precision:
 `"fp32"` (the default) computes in float32 on every CPU; `"bf16"` is the fast, slightly less exact choice.
+
+`CrossEncoderRanker(backend="openvino")` passes the precision its `precision` setting resolves to: with `"auto"`
+(the default) bf16 on CPUs with AMX or AVX512-BF16 and fp32 elsewhere; `"fp32"` forces float32. In an int8 export
+(`rerank export --backend openvino --quantize int8-static`) the hint applies to the layers between the int8 ones.
 """
 
 from pathlib import Path

@@ -7,6 +7,10 @@ score cache) lives here behind one small interface, `PairScorer`. Every backend 
 2. pairs are sorted by token length and batched by count or by a token budget, padded per batch (`batching`);
 3. one forward pass per batch on torch, onnxruntime or OpenVINO; logits go back to the input order;
 4. optionally, an LRU cache of logits skips pairs already scored (`score_cache`).
+
+The precision the model computes in (`precision.py`) is chosen at load: on torch the weights are cast (bf16 on
+CPUs with AMX or AVX512-BF16 when the ranker asks for `"auto"`), logits always come back as float32; onnx runs an
+export as it is (float32, or int8 when it is quantized); OpenVINO gets an inference-precision hint.
 """
 
 import json
@@ -30,6 +34,14 @@ from haystack_integrations.components.rankers.crossencoder.model_loading import 
     load_cross_encoder,
 )
 from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS, PairEncoder
+from haystack_integrations.components.rankers.crossencoder.precision import (
+    cast_module,
+    check_precision,
+    dtype_in_kwargs,
+    module_precision,
+    precision_reason,
+    resolve_precision,
+)
 from haystack_integrations.components.rankers.crossencoder.score_cache import CachingPairScorer, ScoreCache
 
 logger = logging.getLogger(__name__)
@@ -144,6 +156,7 @@ class TorchForward:
     def __init__(self, cross_encoder: Any, device: str) -> None:
         import inspect
 
+        # Weights may be float32, bfloat16 or float16 (cast at load, see `precision.py`); logits leave as float32.
         self.cross_encoder = cross_encoder.eval()
         self.device = device
         accepted = set(inspect.signature(cross_encoder.transformers_model.forward).parameters)
@@ -156,6 +169,11 @@ class TorchForward:
             features = {name: torch.from_numpy(batch[name]).to(self.device) for name in self.input_names}
             scores = self.cross_encoder(features)["scores"]
             return scores.float().reshape(len(batch["input_ids"]), -1).cpu().numpy()
+
+    @property
+    def precision(self) -> str:
+        """What the model computes in: `"fp32"`, `"bf16"` or `"fp16"` (the dtype of its weights)."""
+        return module_precision(self.cross_encoder)
 
 
 class PredictPairScorer:
@@ -213,6 +231,7 @@ def load_pair_scorer(
     cache_size: int = 0,
     num_threads: int | None = None,
     truncation: str = "longest_first",
+    precision: str | None = None,
 ) -> PairScorer:
     """
     Load `model` for `backend` and return a scorer.
@@ -228,8 +247,14 @@ def load_pair_scorer(
     `num_threads` on torch calls `torch.set_num_threads`, which is process-global: it changes the thread count of
     every torch model in the process. onnxruntime and OpenVINO set it per loaded model.
 
+    `precision` is what the model computes in (see `precision.py`): `"auto"`, `"fp32"`, `"bf16"`, `"fp16"` (GPU) or
+    `"int8"` (an int8-quantized onnx or openvino export). `None` (the default here; `CrossEncoderRanker` passes
+    `"auto"`) runs the model as it was before precisions existed: torch in the dtype its weights load in, onnx as
+    exported, OpenVINO in float32. The precision used is logged once and is part of the score-cache identity.
+
     :raises ModelNotAvailableError: If the model (or its exported file) cannot be had.
-    :raises ValueError: If `backend` is unknown or the model has more than one output logit.
+    :raises ValueError: If `backend` is unknown, `precision` does not fit the backend, device or export, or the
+        model has more than one output logit.
     """
     if backend not in BACKENDS:
         msg = f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}."
@@ -237,7 +262,22 @@ def load_pair_scorer(
     if truncation not in TRUNCATIONS:
         msg = f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}."
         raise ValueError(msg)
-    if backend == "torch":
+    if precision is not None:
+        check_precision(precision, backend=backend, device=device)
+    if backend == "torch" and _is_local_bi_encoder(model):
+        scorer, identity = _load_bi_encoder_scorer(
+            model,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            trust_remote_code=trust_remote_code,
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+            config_kwargs=config_kwargs,
+            num_threads=num_threads,
+            precision=precision,
+        )
+    elif backend == "torch":
         scorer, identity = _load_torch_scorer(
             model,
             device=device,
@@ -251,6 +291,7 @@ def load_pair_scorer(
             max_tokens_per_batch=max_tokens_per_batch,
             num_threads=num_threads,
             truncation=truncation,
+            precision=precision,
         )
     else:
         scorer, identity = _load_exported_scorer(
@@ -264,10 +305,83 @@ def load_pair_scorer(
             max_tokens_per_batch=max_tokens_per_batch,
             num_threads=num_threads,
             truncation=truncation,
+            precision=precision,
         )
     if cache_size > 0:
         return CachingPairScorer(scorer, ScoreCache(cache_size), identity)
     return scorer
+
+
+def _is_local_bi_encoder(model: str) -> bool:
+    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+
+    path = Path(model).expanduser()
+    return path.is_dir() and is_bi_encoder_directory(path)
+
+
+def _load_bi_encoder_scorer(
+    model: str,
+    *,
+    device: str,
+    batch_size: int,
+    max_length: int | None,
+    trust_remote_code: bool,
+    model_kwargs: dict[str, Any] | None,
+    tokenizer_kwargs: dict[str, Any] | None,
+    config_kwargs: dict[str, Any] | None,
+    num_threads: int | None,
+    precision: str | None = None,
+) -> tuple[PairScorer, str]:
+    """A sentence-transformers bi-encoder directory: query and documents encoded separately, cosine as the logit."""
+    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+        BiEncoderPairScorer,
+        load_bi_encoder,
+    )
+
+    if num_threads is not None:
+        import torch
+
+        torch.set_num_threads(num_threads)
+    encoder = load_bi_encoder(
+        Path(model).expanduser(),
+        device=device,
+        max_length=max_length,
+        trust_remote_code=trust_remote_code,
+        model_kwargs=model_kwargs,
+        tokenizer_kwargs=tokenizer_kwargs,
+        config_kwargs=config_kwargs,
+        precision=_torch_target_precision(precision, device, model_kwargs),
+    )
+    used = module_precision(encoder)
+    _log_precision(model, precision, used, device, reason=_kept_dtype_reason(precision, model_kwargs))
+    directory = Path(model).expanduser()
+    scorer = BiEncoderPairScorer(
+        encoder,
+        batch_size=batch_size,
+        declared_activation=_declared_bi_encoder_activation(directory),
+        **_declared_bi_encoder_prefixes(directory),
+    )
+    return scorer, f"bi-encoder|{_model_identity_path(model)}|{scorer.max_length}|{used}"
+
+
+def _declared_bi_encoder_prefixes(directory: Path) -> dict[str, str]:
+    """The `query_prefix` / `document_prefix` a bi-encoder directory declares in `crossencoder_haystack.json`."""
+    try:
+        data = json.loads((directory / "crossencoder_haystack.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: data[key] for key in ("query_prefix", "document_prefix") if isinstance(data.get(key), str)}
+
+
+def _declared_bi_encoder_activation(directory: Path) -> str:
+    """A bi-encoder's logit is a cosine; it is used as it is unless the directory's reranker file says otherwise."""
+    try:
+        declared = json.loads((directory / "crossencoder_haystack.json").read_text(encoding="utf-8")).get("activation")
+    except (OSError, ValueError, AttributeError):
+        declared = None
+    return declared if declared in ACTIVATIONS else "identity"
 
 
 def _load_torch_scorer(
@@ -284,11 +398,13 @@ def _load_torch_scorer(
     max_tokens_per_batch: int | None,
     num_threads: int | None,
     truncation: str,
+    precision: str | None = None,
 ) -> tuple[PairScorer, str]:
     if num_threads is not None:
         import torch
 
         torch.set_num_threads(num_threads)
+    target = _torch_target_precision(precision, device, model_kwargs)
     cross_encoder = load_cross_encoder(
         model,
         device=device,
@@ -305,7 +421,8 @@ def _load_torch_scorer(
             "with exactly one relevance logit (num_labels=1)."
         )
         raise ValueError(msg)
-    identity = f"torch|{_model_identity_path(model)}|{cross_encoder.max_seq_length}|{truncation}"
+    if target == "fp32":
+        cast_module(cross_encoder, "fp32")  # before the probe: it then compares float32 with float32
     scorer = TokenizedPairScorer(
         TorchForward(cross_encoder, device),
         cross_encoder.tokenizer,
@@ -315,7 +432,13 @@ def _load_torch_scorer(
         max_tokens_per_batch=max_tokens_per_batch,
         truncation=truncation,
     )
-    if not _fast_path_reproduces_predict(scorer, cross_encoder):
+    fast_path = _fast_path_reproduces_predict(scorer, cross_encoder)
+    if target is not None:
+        cast_module(cross_encoder, target)  # after the probe, which checks the input layout, not the precision
+    used = module_precision(cross_encoder)
+    _log_precision(model, precision, used, device, reason=_kept_dtype_reason(precision, model_kwargs))
+    identity = f"torch|{_model_identity_path(model)}|{cross_encoder.max_seq_length}|{truncation}|{used}"
+    if not fast_path:
         logger.warning(
             "The model {model} prepares its inputs in a way the fast path does not reproduce (e.g. prompts or a "
             "chat template); scoring with CrossEncoder.predict, without truncation={truncation} and token budgets.",
@@ -326,9 +449,41 @@ def _load_torch_scorer(
     return scorer, identity
 
 
+def _torch_target_precision(precision: str | None, device: str, model_kwargs: dict[str, Any] | None) -> str | None:
+    """
+    The precision to cast a loaded torch model to; None keeps the dtype its weights load in: when no precision is
+    given, or with `"auto"` when the user chose a dtype in `model_kwargs` (`torch_dtype`/`dtype`).
+    """
+    if precision is None or (precision == "auto" and dtype_in_kwargs(model_kwargs)):
+        return None
+    return resolve_precision(precision, device)
+
+
+def _kept_dtype_reason(precision: str | None, model_kwargs: dict[str, Any] | None) -> str | None:
+    """The log's reason when `"auto"` keeps the dtype the user chose in `model_kwargs`; else None."""
+    if precision == "auto" and dtype_in_kwargs(model_kwargs):
+        return "auto: the dtype given in model_kwargs"
+    return None
+
+
+def _log_precision(model: str, precision: str | None, used: str, device: str, reason: str | None = None) -> None:
+    """One log line per loaded model: what it computes in, and why."""
+    if reason is None:
+        reason = "as loaded" if precision is None else precision_reason(precision, used, device)
+    logger.info(
+        "Scoring with {model} in {precision} on {device} ({reason}).",
+        model=model,
+        precision=used,
+        device=device,
+        reason=reason,
+    )
+
+
 # Probe pairs: a long text (truncated), a short one, and texts of different lengths in one batch (padding).
 _PROBE_QUERY = "Does the p53 protein regulate apoptosis in tumour cells?"
 _PROBE_TEXTS = ("p53", "The tumour suppressor p53 induces apoptosis after DNA damage. " * 80, "Cells divide.")
+# bf16 keeps 8 bits of mantissa: padding a pair in a batch of 3 instead of 1 moves its logit by up to ~1%.
+_HALF_PRECISION_PROBE_TOLERANCE = 5e-2
 
 
 def _fast_path_reproduces_predict(scorer: TokenizedPairScorer, cross_encoder: Any) -> bool:
@@ -337,6 +492,9 @@ def _fast_path_reproduces_predict(scorer: TokenizedPairScorer, cross_encoder: An
 
     The fast path tokenizes pairs itself; a model whose sentence-transformers preprocessing adds prompts, chat
     templates or other modalities would be scored wrongly, so such a model falls back to `predict`.
+
+    The probe runs in float32 unless the weights were loaded in a half precision and stay in it (then the
+    tolerance is that of bf16/fp16 arithmetic): a prompt or a different pair layout moves scores far more.
     """
     if not getattr(cross_encoder.tokenizer, "is_fast", False) or scorer.encoder.template is None:
         return False
@@ -350,7 +508,8 @@ def _fast_path_reproduces_predict(scorer: TokenizedPairScorer, cross_encoder: An
         logger.debug("Fast path probe failed: {error}", error=error)
         return False
     # Loose enough for GPU kernels (TF32), tight enough to catch a prompt or a different pair layout.
-    return bool(np.allclose(fast, reference, atol=1e-3, rtol=1e-3))
+    tolerance = 1e-3 if module_precision(cross_encoder) == "fp32" else _HALF_PRECISION_PROBE_TOLERANCE
+    return bool(np.allclose(fast, reference, atol=tolerance, rtol=tolerance))
 
 
 def _load_exported_scorer(
@@ -365,6 +524,7 @@ def _load_exported_scorer(
     max_tokens_per_batch: int | None,
     num_threads: int | None,
     truncation: str,
+    precision: str | None = None,
 ) -> tuple[PairScorer, str]:
     from transformers import AutoTokenizer
 
@@ -375,6 +535,8 @@ def _load_exported_scorer(
     directory = _local_model_directory(model)
     model_file = find_exported_model(directory, backend, (model_kwargs or {}).get("file_name"))
     recorded = read_manifest(directory).get(backend)
+    int8 = _is_int8_export(directory, model_file, recorded)
+    used = _exported_precision(precision, backend, model_file, int8)
     if backend == "onnx":
         from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
 
@@ -382,8 +544,15 @@ def _load_exported_scorer(
     else:
         from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward
 
-        forward = OpenVinoForward(model_file, num_threads=num_threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), **(tokenizer_kwargs or {}))
+        hint = _openvino_hint(precision, used)
+        forward = OpenVinoForward(model_file, num_threads=num_threads, precision=hint)
+        if int8:
+            used = f"int8 ({hint} between the int8 layers)"
+    reason = "the export is int8-quantized" if int8 else None
+    _log_precision(model, precision, used, "cpu", reason=reason)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(directory), **{"trust_remote_code": False, **(tokenizer_kwargs or {})}
+    )
     resolved_max_length = max_length or (
         recorded.max_length if recorded else _configured_max_length(directory, tokenizer)
     )
@@ -397,8 +566,51 @@ def _load_exported_scorer(
         max_tokens_per_batch=max_tokens_per_batch,
         truncation=truncation,
     )
-    identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{truncation}"
+    identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{truncation}|{used}"
     return scorer, identity
+
+
+def _is_int8_export(directory: Path, model_file: Path, recorded: Any) -> bool:
+    """Whether an exported file is int8-quantized: as the manifest records it, else by its name (`*int8*`)."""
+    if recorded is not None and (directory / recorded.file).resolve() == model_file.resolve():
+        return recorded.quantize is not None
+    name = model_file.name.lower()
+    return "int8" in name or "quantized" in name
+
+
+def _exported_precision(precision: str | None, backend: str, model_file: Path, int8: bool) -> str:
+    """
+    What an exported model computes in: `"int8"` for a quantized export; else `"fp32"` on onnx and, on OpenVINO,
+    the precision asked for (`"auto"`: bf16 on CPUs with AMX or AVX512-BF16). An explicit precision the file
+    cannot give is an error rather than a silent switch.
+    """
+    if precision == "int8" and not int8:
+        msg = (
+            f"precision='int8' needs an int8-quantized export, but {model_file} is a float32 one. Export one with "
+            f"`rerank export MODEL --backend {backend} --quantize "
+            f"{'avx512_vnni' if backend == 'onnx' else 'int8-static --calibration PAIRS'} --output DIR`, "
+            "or pass precision='auto'."
+        )
+        raise ValueError(msg)
+    if int8 and precision in ("fp32", "bf16"):
+        msg = (
+            f"precision={precision!r} asks for float computation, but {model_file} is int8-quantized. Pass "
+            "precision='auto' (or 'int8') to run it, or load a float32 export with model_kwargs={'file_name': "
+            f"'{'onnx/model.onnx' if backend == 'onnx' else 'openvino/openvino_model.xml'}'}}."
+        )
+        raise ValueError(msg)
+    if int8:
+        return "int8"
+    if backend == "onnx" or precision is None:
+        return "fp32"
+    return resolve_precision(precision, "cpu")
+
+
+def _openvino_hint(precision: str | None, used: str) -> str:
+    """OpenVINO's inference precision: float32 when no precision is given, else fp32 or bf16 as resolved."""
+    if used in ("fp32", "bf16"):
+        return used
+    return "fp32" if precision is None else resolve_precision("auto", "cpu")
 
 
 def _local_model_directory(model: str) -> Path:
