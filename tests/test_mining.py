@@ -76,10 +76,9 @@ def test_embedding_mining_excludes_positives_even_when_duplicated_under_another_
 
 def test_margin_skips_candidates_scoring_close_to_the_positive(minilm_path):
     data = MiningInput(QUERIES, CORPUS, POSITIVES)
-    without = mine_hard_negatives(data, model=minilm_path, top_n=7, num_negatives=5, output_format="lists")
-    with_margin = mine_hard_negatives(
-        data, model=minilm_path, top_n=7, num_negatives=5, margin=0.2, output_format="lists"
-    )
+    plain = {"retriever": "embedding", "sample": "top", "relative_margin": None, "output_format": "lists"}
+    without = mine_hard_negatives(data, model=minilm_path, top_n=7, num_negatives=5, **plain)
+    with_margin = mine_hard_negatives(data, model=minilm_path, top_n=7, num_negatives=5, margin=0.2, **plain)
     aspirin = next(row for row in without if "aspirin" in row["query"])
     aspirin_margin = next(row for row in with_margin if "aspirin" in row["query"])
     assert len(aspirin_margin["documents"]) < len(aspirin["documents"])
@@ -103,3 +102,35 @@ def test_bad_arguments(beir_dir):
         mine_hard_negatives(beir_dir, split="dev", retriever="bm25")
     with pytest.raises(ValueError, match="corpus is required"):
         mine_hard_negatives(beir_dir / "corpus.jsonl", retriever="bm25")
+
+
+def test_the_false_negative_guard_drops_candidates_as_similar_as_the_positive():
+    from crossencoder_haystack.training.mining import _guard_false_negatives
+
+    pool = [("near-duplicate", 9.0), ("related", 8.0), ("unrelated", 7.0)]
+    similarity = {"positive": 0.80, "near-duplicate": 0.79, "related": 0.70, "unrelated": 0.10}
+    kept = _guard_false_negatives(pool, similarity, {"positive"}, relative_margin=0.05)
+    assert kept == [("related", 8.0), ("unrelated", 7.0)]  # 0.79 >= 0.95 * 0.80 = 0.76: probably relevant
+    assert _guard_false_negatives(pool, similarity, {"unknown-positive"}, 0.05) == pool
+
+
+def test_mixed_sampling_keeps_the_hardest_half_and_draws_the_rest_from_deeper():
+    import random
+
+    from crossencoder_haystack.training.mining import _sample
+
+    pool = [(f"d{rank}", float(-rank)) for rank in range(100)]
+    chosen = _sample(pool, 6, "mixed", random.Random(0))
+    assert chosen[:3] == pool[:3]
+    assert len({doc for doc, _ in chosen}) == 6 and all(int(doc[1:]) >= 3 for doc, _ in chosen[3:])
+    assert _sample(pool, 6, "mixed", random.Random(0)) == chosen  # seeded
+    assert _sample(pool[:4], 6, "mixed", random.Random(0)) == pool[:4]
+
+
+def test_hybrid_candidates_are_the_union_ordered_by_reciprocal_rank():
+    from crossencoder_haystack.training.mining import _fuse_candidates
+
+    dense = {"q": ([("a", 0.9), ("b", 0.8)], [])}
+    bm25 = {"q": ([("b", 12.0), ("c", 7.0)], [])}
+    ranked, _ = _fuse_candidates(dense, bm25)["q"]
+    assert [doc for doc, _ in ranked] == ["b", "a", "c"]  # b is in both lists

@@ -259,4 +259,25 @@ def test_cli_parses_train_and_mine():
     assert parser.parse_args(["train", "--data", "d", "--output", "o", "--head", "dense"]).head == "dense"
     args = parser.parse_args(["mine", "--queries", "beir", "--output", "o.jsonl", "--retriever", "bm25"])
     assert args.func is command._mine
-    assert (args.top_n, args.output_format, args.margin) == (20, "triplets", None)
+    assert (args.top_n, args.output_format, args.margin) == (100, "triplets", None)
+    args = parser.parse_args(["mine", "--queries", "beir", "--output", "o.jsonl"])
+    assert (args.retriever, args.sample, args.relative_margin, args.num_negatives) == ("hybrid", "mixed", 0.05, 6)
+    args = parser.parse_args(["train", "--data", "d", "--output", "o", "--max-steps", "0", "--check-data", "cranfield"])
+    assert (args.max_steps, args.check_data, args.epochs) == (0, "cranfield", None)
+
+
+def test_cli_choices_match_the_library_constants():
+    from crossencoder_haystack.training import command
+    from crossencoder_haystack.training.base_model import HEADS
+    from crossencoder_haystack.training.mining import RETRIEVERS, SAMPLES
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    subcommands = parser._subparsers._group_actions[0].choices
+    choices = {
+        action.dest: tuple(action.choices)
+        for name in ("train", "mine")
+        for action in subcommands[name]._actions
+        if action.choices
+    }
+    assert choices["head"] == HEADS and choices["retriever"] == RETRIEVERS and choices["sample"] == SAMPLES

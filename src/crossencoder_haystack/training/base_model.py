@@ -1,6 +1,9 @@
 """The model a fine-tuning run starts from: a cross-encoder (kept with its head), or an encoder that gets a new head.
 
-An encoder or bi-encoder (such as the bundled all-MiniLM-L6-v2) gets one of two heads:
+A sentence-transformers bi-encoder (such as the bundled all-MiniLM-L6-v2) is trained as what it is by default
+(`head="bi-encoder"`, see `training.bi_encoder`): query and document encoded separately, scored by their cosine,
+so the untrained reranker ranks exactly as the bi-encoder. With `head="cosine"` or `"dense"` (and for a plain
+encoder) it becomes a cross-encoder with one of two heads:
 
 - `"cosine"` (the default when the tokenizer marks segments with token types, as BERT's does):
   `Transformer -> SegmentCosineScore`, the cosine of the mean-pooled query and document segments of the joint
@@ -21,8 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 BaseModelKind = Literal["cross-encoder", "bi-encoder", "encoder"]
-Head = Literal["auto", "cosine", "dense"]
-HEADS: tuple[str, ...] = ("auto", "cosine", "dense")
+Head = Literal["auto", "bi-encoder", "cosine", "dense"]
+HEADS: tuple[str, ...] = ("auto", "bi-encoder", "cosine", "dense")
 
 _LEGACY_POOLING_KEYS = {
     "pooling_mode_mean_tokens": "mean",
@@ -55,6 +58,36 @@ def base_model_kind(path: Path) -> BaseModelKind:
     return "encoder"
 
 
+def resolve_base_model(base_model: str | Path | None) -> str:
+    """The base model to start from: the given one, or the bundled all-MiniLM-L6-v2 directory for None."""
+    if base_model is None:
+        from crossencoder_haystack.bundled_model import bundled_minilm_path
+
+        return str(bundled_minilm_path())
+    return str(base_model)
+
+
+def uses_bi_encoder_recipe(base_model: str | Path | None, head: str) -> bool:
+    """
+    Whether training keeps the base a bi-encoder: a local sentence-transformers bi-encoder with `head` `"auto"` or
+    `"bi-encoder"`.
+
+    :raises ValueError: If `head="bi-encoder"` but the base is not a local bi-encoder directory.
+    """
+    if head not in HEADS:
+        msg = f"head must be one of {', '.join(HEADS)}, got {head!r}."
+        raise ValueError(msg)
+    path = Path(resolve_base_model(base_model)).expanduser()
+    is_bi_encoder = path.is_dir() and base_model_kind(path) == "bi-encoder"
+    if head == "bi-encoder" and not is_bi_encoder:
+        msg = (
+            f"head='bi-encoder' needs a local sentence-transformers bi-encoder directory as base_model; "
+            f"{str(path)!r} is not one. Use head='auto', 'cosine' or 'dense'."
+        )
+        raise ValueError(msg)
+    return is_bi_encoder and head in ("auto", "bi-encoder")
+
+
 def build_cross_encoder(
     base_model: str | Path | None = None, max_length: int = 128, seed: int = 42, head: Head = "auto"
 ) -> BaseModel:
@@ -70,8 +103,8 @@ def build_cross_encoder(
     :raises ModelNotAvailableError: If the model is neither a local directory nor reachable on the hub.
     :raises ValueError: If `head` is unknown, or `"cosine"` for a tokenizer without token type ids.
     """
-    if head not in HEADS:
-        msg = f"head must be one of {', '.join(HEADS)}, got {head!r}."
+    if head not in HEADS or head == "bi-encoder":
+        msg = f"head must be one of auto, cosine, dense for a cross-encoder, got {head!r}."
         raise ValueError(msg)
     import torch
     from sentence_transformers import CrossEncoder
@@ -85,11 +118,7 @@ def build_cross_encoder(
     )
     from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
 
-    if base_model is None:
-        from crossencoder_haystack.bundled_model import bundled_minilm_path
-
-        base_model = bundled_minilm_path()
-    source = str(base_model)
+    source = resolve_base_model(base_model)
     path = Path(source).expanduser()
     local = path.is_dir()
     if not local:

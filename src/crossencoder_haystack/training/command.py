@@ -2,6 +2,9 @@
 
 import argparse
 
+from crossencoder_haystack.training.base_model import HEADS
+from crossencoder_haystack.training.mining import RETRIEVERS, SAMPLES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` and `mine` sub-commands."""
@@ -22,15 +25,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base-model", help="cross-encoder, bi-encoder or encoder directory (default: bundled MiniLM)")
     parser.add_argument("--output", required=True, help="directory to save the trained CrossEncoder into")
     parser.add_argument("--loss", help="bce, cmnrl, lambda or a sentence-transformers cross-encoder loss class name")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    parser.add_argument(
+        "--epochs", type=float, help="passes over the data (default: 1; a bi-encoder base at most 200 steps by default)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, help="optimizer steps (overrides --epochs); 0 saves the untrained bi-encoder reranker"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--head",
-        choices=["auto", "cosine", "dense"],
+        choices=list(HEADS),
         default="auto",
-        help="new head of a bi-encoder or encoder: cosine of the query and document segments (auto: when the "
-        "tokenizer marks segments) or dense on the mean-pooled pair; a cross-encoder keeps its own",
+        help="auto: a bi-encoder base stays a bi-encoder (query and document encoded separately, so the untrained "
+        "reranker ranks exactly as the base); an encoder gets the cosine head when its tokenizer marks segments, "
+        "else dense. cosine / dense turn a bi-encoder into a cross-encoder; a cross-encoder keeps its own head",
     )
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the head's recipe)")
     parser.add_argument("--head-lr", type=float, help="scoring-head learning rate (default: the head's recipe)")
@@ -38,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-length", type=int, default=128, help="max tokens per (query, document) pair")
     parser.add_argument("--max-minutes", type=float, help="stop after this wall-clock budget")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--check-data",
+        help="BEIR folder or judged file outside your domain: keep no model more than 1 point below the start there",
+    )
+    parser.add_argument("--check-split", default="test", help="BEIR split of --check-data")
+    parser.add_argument("--check-max-queries", type=int, help="score at most this many --check-data queries")
     parser.set_defaults(func=_train)
 
     parser = subparsers.add_parser(
@@ -50,13 +64,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="train", help="BEIR qrels split")
     parser.add_argument("--output", required=True, help="output JSONL")
     parser.add_argument("--format", dest="output_format", choices=["pairs", "triplets", "lists"], default="triplets")
-    parser.add_argument("--retriever", choices=["embedding", "bm25"], default="embedding")
+    parser.add_argument(
+        "--retriever",
+        choices=list(RETRIEVERS),
+        default="hybrid",
+        help="candidates from BM25 and the embedding model together (hybrid, default), or one of them",
+    )
     parser.add_argument("--model", help="embedding model directory (default: bundled all-MiniLM-L6-v2)")
-    parser.add_argument("--top-n", type=int, default=20, help="candidates retrieved per query")
-    parser.add_argument("--num-negatives", type=int, default=5)
+    parser.add_argument("--top-n", type=int, default=100, help="candidates retrieved per query (by each retriever)")
+    parser.add_argument("--num-negatives", type=int, default=6)
     parser.add_argument("--skip-top", type=int, default=0, help="skip this many top candidates")
     parser.add_argument("--margin", type=float, help="skip candidates scoring within MARGIN of the best positive")
-    parser.add_argument("--sample", choices=["top", "random"], default="top")
+    parser.add_argument(
+        "--relative-margin",
+        type=float,
+        default=0.05,
+        help="false-negative guard: skip candidates within this share of the best positive's embedding similarity",
+    )
+    parser.add_argument("--no-guard", action="store_true", help="turn the false-negative guard off")
+    parser.add_argument(
+        "--sample",
+        choices=list(SAMPLES),
+        default="mixed",
+        help="mixed: half the hardest, half random from the rest of the list (default); top; random",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.set_defaults(func=_mine)
 
@@ -81,6 +112,9 @@ def _train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         seed=args.seed,
         max_minutes=args.max_minutes,
+        check_data=args.check_data,
+        check_split=args.check_split,
+        check_max_queries=args.check_max_queries,
     )
     return 130 if result.interrupted else 0
 
@@ -99,6 +133,7 @@ def _mine(args: argparse.Namespace) -> int:
         num_negatives=args.num_negatives,
         skip_top=args.skip_top,
         margin=args.margin,
+        relative_margin=None if args.no_guard else args.relative_margin,
         output_format=args.output_format,
         sample=args.sample,
         seed=args.seed,

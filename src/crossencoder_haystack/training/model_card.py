@@ -28,7 +28,7 @@ def write_model_card(
         "tags: [cross-encoder, reranker, haystack, crossencoder-haystack]",
         "---",
         "",
-        "# Cross-encoder reranker fine-tuned with `rerank train`",
+        "# Reranker fine-tuned with `rerank train`",
         "",
         "## Use it",
         "",
@@ -40,8 +40,7 @@ def write_model_card(
         'ranker.run(query="...", documents=documents)',
         "```",
         "",
-        f"Activation: **{result.activation}** ({_ACTIVATION_WHY[result.activation]}). It is saved as `activation_fn` "
-        "in `config_sentence_transformers.json`, so `CrossEncoder(path).predict` and `CrossEncoderRanker` apply it.",
+        *_activation_note(result.activation, hyper_parameters.get("head")),
         *_head_note(hyper_parameters.get("head")),
         "",
         "## Training data",
@@ -75,12 +74,70 @@ def write_model_card(
         for metric in sorted(set(result.before) | set(result.after)):
             before, after = result.before.get(metric), result.after.get(metric)
             lines.append(f"| {metric} | {_number(before)} | {_number(after)} |")
+    lines += _anchor_lines(result)
     path = output_dir / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
+def _activation_note(activation: str, head: str | None) -> list[str]:
+    if head == "bi-encoder":
+        return [
+            "Scores are the cosine of the query's and the document's embeddings (-1..1), used as they are "
+            "(`identity`); `crossencoder_haystack.json` tells `CrossEncoderRanker` so."
+        ]
+    return [
+        f"Activation: **{activation}** ({_ACTIVATION_WHY[activation]}). It is saved as `activation_fn` "
+        "in `config_sentence_transformers.json`, so `CrossEncoder(path).predict` and `CrossEncoderRanker` apply it."
+    ]
+
+
+def _anchor_lines(result: Any) -> list[str]:
+    """The anchoring to the start (bi-encoder recipe): nDCG@10 per interpolation weight, and the fusion weight."""
+    anchor = getattr(result, "anchor", None)
+    lines: list[str] = []
+    if anchor is not None:
+        check = f" and on the check data ({result.check_name})" if anchor.check else ""
+        lines += [
+            "",
+            "## Anchoring to the starting model",
+            "",
+            f"Saved weights: `(1 - t) * start + t * tuned` with **t = {anchor.weight}** (0 is the starting model "
+            f"itself), chosen by nDCG@10 on the held-out queries{check}; on the check data no weight more than one "
+            "point below the start is kept.",
+            "",
+            "| t | held-out nDCG@10 | check nDCG@10 |",
+            "|---|---|---|",
+        ]
+        for weight in sorted(set(anchor.in_domain) | set(anchor.check)):
+            lines.append(
+                f"| {weight} | {_number(anchor.in_domain.get(weight))} | {_number(anchor.check.get(weight))} |"
+            )
+    fusion = getattr(result, "fusion", None)
+    if fusion is not None:
+        lines += [
+            "",
+            "## Fusion with the first stage",
+            "",
+            f"`first_stage_weight` **{fusion.weight}** (min-max), tuned on {fusion.queries} held-out training "
+            f"queries against the {fusion.first_stage} candidates `rerank mine` saved; `CrossEncoderRanker` uses it "
+            "by default (pass `first_stage_weight=0` for the model's own order).",
+            "",
+            "| first_stage_weight | held-out nDCG@10 |",
+            "|---|---|",
+            *(f"| {weight} | {value:.4f} |" for weight, value in sorted(fusion.per_weight.items())),
+        ]
+    return lines
+
+
 def _head_note(head: str | None) -> list[str]:
+    if head == "bi-encoder":
+        return [
+            "",
+            "Head: none. This is a plain sentence-transformers `SentenceTransformer` (query and document encoded "
+            "separately); it loads without `trust_remote_code` in `CrossEncoderRanker`, sentence-transformers and "
+            "any embedding tool.",
+        ]
     if head != "cosine":
         return []
     return [

@@ -7,11 +7,19 @@ The defaults are the candidate recipe described in `train`'s docstring; what was
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossencoder_haystack.training.base_model import Head, build_cross_encoder, head_parameter_names
+from crossencoder_haystack.training.base_model import (
+    Head,
+    build_cross_encoder,
+    head_parameter_names,
+    resolve_base_model,
+    uses_bi_encoder_recipe,
+)
+from crossencoder_haystack.training.callbacks import time_budget
 from crossencoder_haystack.training.data import DataShape, TrainingData, load_training_data
 from crossencoder_haystack.training.losses import choose_loss
 from crossencoder_haystack.training.model_card import write_model_card
@@ -34,6 +42,9 @@ class TrainingResult:
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     interrupted: bool = False
     best_checkpoint_step: int | None = None
+    anchor: Any = None  # bi-encoder recipe: the `AnchorChoice` (interpolation weight and its metrics)
+    check_name: str | None = None  # the check collection's name, when `check_data` was given
+    fusion: Any = None  # bi-encoder recipe: the `FusionTuning` with the first stage, when `rerank mine` saved one
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,7 @@ def train(
     base_model: str | Path | None = None,
     loss: str | None = None,
     shape: DataShape | None = None,
-    epochs: float = 1.0,
+    epochs: float | None = None,
     max_steps: int | None = None,
     batch_size: int = 32,
     learning_rate: float | None = None,
@@ -74,6 +85,10 @@ def train(
     max_minutes: float | None = None,
     show_progress: bool = True,
     callbacks: list[Any] | None = None,
+    check_data: str | Path | None = None,
+    check_split: str = "test",
+    check_max_queries: int | None = None,
+    anchor_weights: Sequence[float] | None = None,
 ) -> TrainingResult:
     """
     Fine-tune a cross-encoder reranker and save it as a sentence-transformers CrossEncoder directory.
@@ -111,7 +126,8 @@ def train(
     :param loss: None (chosen from the data's shape), `"bce"`, `"cmnrl"`, `"lambda"` or another class name from
         `sentence_transformers.cross_encoder.losses`.
     :param shape: Force the data shape (`"pairs"`, `"triplets"`, `"lists"`); None detects it from the columns.
-    :param epochs: Passes over the training data (ignored when `max_steps` is set).
+    :param epochs: Passes over the training data (ignored when `max_steps` is set). None: one epoch, and with a
+        bi-encoder base at most `bi_encoder.RECIPE.default_max_steps` steps (about 20 minutes on 2 CPU cores).
     :param max_steps: Optimizer steps to train for; None trains for `epochs`.
     :param batch_size: Rows per step (pairs, triplets or lists).
     :param learning_rate: Peak learning rate of the encoder; None uses the recipe of the head (`RECIPES`).
@@ -126,6 +142,12 @@ def train(
     :param max_minutes: Stop training after this wall-clock budget (the schedule still follows `max_steps`).
     :param show_progress: Show the progress bar and the final summary table.
     :param callbacks: Extra `transformers.TrainerCallback`s.
+    :param check_data: A BEIR folder or a judged data file outside the training domain (bi-encoder recipe): the
+        start and every candidate are scored there, and none more than a point below the start is kept.
+    :param check_split: The BEIR split of `check_data` (the only split, if it has one).
+    :param check_max_queries: Score at most this many `check_data` queries (the first ones).
+    :param anchor_weights: Interpolation weights between the start (0) and the tuned weights (1) to choose from
+        (bi-encoder recipe); None uses `DEFAULT_ANCHOR_WEIGHTS`.
     :returns: A `TrainingResult` with the output directory, loss, activation and before/after metrics.
     """
     _check_positive("batch_size", batch_size)
@@ -133,7 +155,8 @@ def train(
         if value is not None:
             _check_positive(name, value)
     _check_positive("max_length", max_length)
-    if max_steps is not None:
+    bi_encoder = uses_bi_encoder_recipe(base_model, head)
+    if max_steps is not None and not (bi_encoder and max_steps == 0 and not isinstance(max_steps, bool)):
         _check_positive("max_steps", max_steps)
     if not 0.0 <= warmup_ratio < 1.0:
         msg = f"warmup_ratio must be in [0, 1) (e.g. 0.1), got {warmup_ratio!r}."
@@ -148,6 +171,30 @@ def train(
     else:
         evaluation_data = None
 
+    if bi_encoder:
+        if epochs is None and max_steps is None:
+            max_steps = _bi_encoder_default_steps(train_data, batch_size, seed)
+        return _train_bi_encoder(
+            train_data,
+            evaluation_data,
+            output,
+            base_model=base_model,
+            max_steps=max_steps,
+            epochs=epochs or 1.0,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_ratio=warmup_ratio,
+            max_length=max_length,
+            seed=seed,
+            max_minutes=max_minutes,
+            show_progress=show_progress,
+            callbacks=callbacks or [],
+            check_data=check_data,
+            check_split=check_split,
+            check_max_queries=check_max_queries,
+            anchor_weights=anchor_weights,
+        )
+    epochs = 1.0 if epochs is None else epochs
     import torch
     import transformers
     from sentence_transformers.base.sampler import BatchSamplers
@@ -211,7 +258,7 @@ def train(
     )
     trainer_callbacks = [*(callbacks or [])]
     if max_minutes is not None:
-        trainer_callbacks.append(_time_budget(max_minutes))
+        trainer_callbacks.append(time_budget(max_minutes))
     trainer = CrossEncoderTrainer(
         model=model,
         args=args,
@@ -274,6 +321,132 @@ def train(
     return result
 
 
+def _bi_encoder_default_steps(train_data: TrainingData, batch_size: int, seed: int) -> int:
+    from crossencoder_haystack.training import bi_encoder
+
+    rows = len(bi_encoder.triplet_rows(train_data, seed))
+    return max(1, min(math.ceil(rows / batch_size), bi_encoder.RECIPE.default_max_steps))
+
+
+def _train_bi_encoder(
+    train_data: TrainingData,
+    evaluation_data: TrainingData | None,
+    output: str | Path,
+    *,
+    base_model: str | Path | None,
+    max_steps: int | None,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float | None,
+    warmup_ratio: float,
+    max_length: int,
+    seed: int,
+    max_minutes: float | None,
+    show_progress: bool,
+    callbacks: list[Any],
+    check_data: str | Path | None,
+    check_split: str,
+    check_max_queries: int | None,
+    anchor_weights: Sequence[float] | None,
+) -> TrainingResult:
+    """The default recipe for a bi-encoder base: contrastive fine-tuning anchored to the start (`bi_encoder`)."""
+    import transformers
+
+    from crossencoder_haystack.training import bi_encoder
+    from crossencoder_haystack.training.check_data import load_check_set
+    from crossencoder_haystack.training.fusion_weight import bi_encoder_scores, save_fusion, tune_first_stage_weight
+
+    transformers.set_seed(seed)
+    source = resolve_base_model(base_model)
+    model = bi_encoder.load_base(Path(source).expanduser(), max_length)
+    serving_max_length = bi_encoder.base_max_length(Path(source).expanduser())
+    samples = evaluation_data.evaluation_samples() if evaluation_data is not None else []
+    check_set = load_check_set(check_data, check_split, check_max_queries) if check_data is not None else None
+
+    evaluations: dict[float, dict[str, float]] = {}
+    weight_now = [0.0]
+
+    def in_domain(candidate: Any) -> float:
+        # choose_anchor loads each weight before calling this; the start's metrics are `before`, computed once
+        if weight_now[0] not in evaluations:
+            evaluations[weight_now[0]] = bi_encoder.evaluate_reranking(candidate, samples)
+        return evaluations[weight_now[0]]["ndcg@10"]
+
+    before = evaluations[0.0] = bi_encoder.evaluate_reranking(model, samples) if samples else {}
+    start_state = bi_encoder.snapshot(model)
+    rows = bi_encoder.triplet_rows(train_data, seed)
+    learning_rate = bi_encoder.RECIPE.learning_rate if learning_rate is None else learning_rate
+    output_dir = Path(output).expanduser()
+    steps, minutes, history, interrupted = 0, 0.0, [], False
+    if max_steps != 0:
+        steps, minutes, history, interrupted = bi_encoder.fit(
+            model,
+            rows,
+            output_dir=output_dir,
+            max_steps=max_steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_ratio=warmup_ratio,
+            seed=seed,
+            max_minutes=max_minutes,
+            show_progress=show_progress,
+            callbacks=callbacks,
+        )
+    choice = bi_encoder.choose_anchor(
+        model,
+        start_state,
+        bi_encoder.snapshot(model),
+        in_domain if samples else None,
+        check_set.ndcg_at_10 if check_set is not None else None,
+        (0.0,) if steps == 0 else anchor_weights or bi_encoder.DEFAULT_ANCHOR_WEIGHTS,
+        on_weight=lambda weight: weight_now.__setitem__(0, weight),
+    )
+    after = evaluations.get(choice.weight, {})
+    model.max_seq_length = serving_max_length
+    fusion = tune_first_stage_weight(str(train_data.source), samples, bi_encoder_scores(model)) if samples else None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(output_dir))
+    shutil.rmtree(output_dir / _CHECKPOINTS, ignore_errors=True)
+    bi_encoder.write_reranker_config(output_dir, choice)
+    if fusion is not None:
+        save_fusion(output_dir, fusion)
+    result = TrainingResult(
+        output_dir=output_dir,
+        loss="MultipleNegativesRankingLoss" if steps else "none (untrained)",
+        activation="identity",
+        steps=steps,
+        minutes=round(minutes, 2),
+        before=before,
+        after=after,
+        loss_history=history,
+        interrupted=interrupted,
+        anchor=choice,
+        check_name=check_set.name if check_set is not None else None,
+        fusion=fusion,
+    )
+    hyper_parameters = {
+        "base_model": source,
+        "base_model_kind": "bi-encoder",
+        "head": "bi-encoder",
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "warmup_ratio": warmup_ratio,
+        "max_length": max_length,
+        "seed": seed,
+        "loss_scale": bi_encoder.RECIPE.loss_scale,
+        "training_rows": len(rows),
+        "anchor_weight": choice.weight,
+        "first_stage_weight": fusion.weight if fusion is not None else None,
+    }
+    write_model_card(output_dir, result, train_data, evaluation_data, hyper_parameters)
+    if show_progress:
+        print_summary(result)
+    return result
+
+
 def _check_positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         msg = f"{name} must be a number > 0, got {value!r}."
@@ -300,25 +473,6 @@ def _optimizer(model: Any, learning_rate: float, head_learning_rate: float) -> A
     if head:
         groups.append({"params": head, "lr": head_learning_rate})
     return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=0.0)
-
-
-def _time_budget(max_minutes: float) -> Any:
-    from transformers import TrainerCallback
-
-    class TimeBudget(TrainerCallback):
-        """Stop training (after the current step) once the wall-clock budget is spent."""
-
-        def __init__(self) -> None:
-            self.deadline = time.monotonic() + max_minutes * 60
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if time.monotonic() >= self.deadline:
-                control.should_training_stop = True
-                control.should_evaluate = True
-                control.should_save = True
-            return control
-
-    return TimeBudget()
 
 
 def print_summary(result: TrainingResult) -> None:

@@ -1,0 +1,261 @@
+"""Fine-tuning a reranker that starts as the bi-encoder it was built from, and stays anchored to it.
+
+The default recipe for a sentence-transformers bi-encoder base (such as the bundled all-MiniLM-L6-v2):
+
+1. **Start exactly at the bi-encoder.** The reranker scores a (query, document) pair by the cosine of their
+   separately computed embeddings, so the untrained reranker *is* the bi-encoder (same scores) and fine-tuning can
+   only start from its quality. A joint forward pass with a new head (the earlier recipe) starts below it and has
+   to recover with little data.
+2. **Train it contrastively**: `MultipleNegativesRankingLoss` on (query, positive, hard negative) rows, in-batch
+   negatives for free, batches without duplicate queries, bf16 autocast where the CPU has it.
+3. **Stay anchored** (weight-space ensembling, WiSE-FT): the saved weights are `(1 - t) * start + t * tuned`.
+   `t` is chosen on the held-out queries (and on `check_data`, if given: never more than `check_tolerance`
+   below the starting model there). Interpolating towards the start keeps what the bi-encoder learned from a
+   billion pairs while most of the in-domain gain survives.
+
+The saved directory is a plain `SentenceTransformer` (no code of ours, loads with `trust_remote_code=False`) plus
+`crossencoder_haystack.json`, which tells `CrossEncoderRanker` how to use it.
+"""
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crossencoder_haystack.training.data import TrainingData
+
+DEFAULT_ANCHOR_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0)
+CHECK_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class BiEncoderRecipe:
+    """The defaults that measured best for a bi-encoder base (see benchmarks/results/generalization.md)."""
+
+    learning_rate: float = 2e-5
+    loss_scale: float = 20.0
+    default_max_steps: int = 200
+
+
+RECIPE = BiEncoderRecipe()
+
+
+@dataclass
+class AnchorChoice:
+    """Which interpolation weight was kept, and the metrics of every candidate weight."""
+
+    weight: float
+    in_domain: dict[float, float] = field(default_factory=dict)
+    check: dict[float, float] = field(default_factory=dict)
+
+
+def triplet_rows(data: TrainingData, seed: int) -> list[dict[str, str]]:
+    """
+    (anchor, positive, negative) rows from pairs, triplets or lists: one row per positive and hard negative.
+
+    A query without any negative gets (anchor, positive) rows; then every row has only those two columns (the
+    loss's in-batch negatives still apply).
+    """
+    groups = _positives_and_negatives(data)
+    with_negatives = all(negatives for _, negatives in groups.values())
+    rows: list[dict[str, str]] = []
+    for query, (positives, negatives) in groups.items():
+        for positive in positives:
+            if with_negatives:
+                rows.extend({"anchor": query, "positive": positive, "negative": neg} for neg in negatives)
+            else:
+                rows.append({"anchor": query, "positive": positive})
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def _positives_and_negatives(data: TrainingData) -> dict[str, tuple[list[str], list[str]]]:
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for row in data.rows:
+        positives, negatives = groups.setdefault(row["query"], ([], []))
+        if data.shape == "pairs":
+            (positives if row["label"] > 0 else negatives).append(row["document"])
+        elif data.shape == "triplets":
+            positives.append(row["positive"])
+            negatives.extend(row.get("negatives") or [])
+        else:
+            for document, label in zip(row["documents"], row["labels"], strict=True):
+                (positives if label > 0 else negatives).append(document)
+    return {
+        query: (list(dict.fromkeys(pos)), [n for n in dict.fromkeys(neg) if n not in set(pos)])
+        for query, (pos, neg) in groups.items()
+        if pos
+    }
+
+
+def evaluate_reranking(model: Any, samples: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """nDCG@10, MRR@10 and MAP of `model` reranking each sample's own documents."""
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    from crossencoder_haystack.training.precision import fast_inference
+
+    evaluator = RerankingEvaluator(list(samples), at_k=10, name="rerank", batch_size=64, show_progress_bar=False)
+    with fast_inference():
+        scores = evaluator(model)
+    return {name: round(float(scores[f"rerank_{name}"]), 4) for name in ("ndcg@10", "mrr@10", "map")}
+
+
+def interpolate(start: dict[str, Any], tuned: dict[str, Any], weight: float) -> dict[str, Any]:
+    """Weights `(1 - weight) * start + weight * tuned`, tensor by tensor (non-float tensors from `tuned`)."""
+    return {
+        name: (start[name] + weight * (value - start[name])) if value.is_floating_point() else value
+        for name, value in tuned.items()
+    }
+
+
+def choose_anchor(
+    model: Any,
+    start_state: dict[str, Any],
+    tuned_state: dict[str, Any],
+    in_domain: Callable[[Any], float] | None,
+    check: Callable[[Any], float] | None,
+    weights: Sequence[float] = DEFAULT_ANCHOR_WEIGHTS,
+    tolerance: float = CHECK_TOLERANCE,
+    on_weight: Callable[[float], None] | None = None,
+) -> AnchorChoice:
+    """
+    Pick the interpolation weight: best in domain, never more than `tolerance` below the start on the check data.
+
+    Without in-domain data the largest weight that passes the check is kept (the fully tuned model without either).
+    Ties go to the smaller weight (closer to the start). Leaves `model` with the chosen weights loaded.
+    `on_weight` is told each weight before it is evaluated (for callers that cache evaluations by weight).
+    """
+    choice = AnchorChoice(weight=max(weights))
+    best: tuple[float, float] | None = None
+    floor = None
+    for weight in sorted(weights):
+        model.load_state_dict(interpolate(start_state, tuned_state, weight))
+        if on_weight is not None:
+            on_weight(weight)
+        if check is not None:
+            choice.check[weight] = check(model)
+            floor = choice.check[sorted(weights)[0]] - tolerance if floor is None else floor
+            if choice.check[weight] < floor:
+                continue
+        score = in_domain(model) if in_domain is not None else weight
+        if in_domain is not None:
+            choice.in_domain[weight] = score
+        if best is None or score > best[0] + 1e-9:
+            best = (score, weight)
+    choice.weight = best[1] if best is not None else min(weights)
+    model.load_state_dict(interpolate(start_state, tuned_state, choice.weight))
+    return choice
+
+
+def fit(
+    model: Any,
+    rows: list[dict[str, str]],
+    *,
+    output_dir: Path,
+    max_steps: int | None,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    seed: int,
+    max_minutes: float | None,
+    show_progress: bool,
+    callbacks: list[Any],
+) -> tuple[int, float, list[tuple[int, float]], bool]:
+    """Train `model` in place with MNRL; returns (steps, minutes, loss history, interrupted)."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from crossencoder_haystack.training.callbacks import time_budget
+    from crossencoder_haystack.training.precision import training_uses_bf16
+
+    dataset = Dataset.from_list(rows)
+    steps_per_epoch = math.ceil(len(dataset) / batch_size)
+    total_steps = max_steps or max(1, math.ceil(steps_per_epoch * epochs))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=epochs,
+        max_steps=max_steps or -1,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_ratio,
+        lr_scheduler_type="linear",
+        weight_decay=0.0,
+        seed=seed,
+        data_seed=seed,
+        bf16=training_uses_bf16(),
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=max(1, min(10, total_steps // 10 or 1)),
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+        use_cpu=not torch.cuda.is_available(),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        push_to_hub=False,
+    )
+    trainer_callbacks = list(callbacks)
+    if max_minutes is not None:
+        trainer_callbacks.append(time_budget(max_minutes))
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=MultipleNegativesRankingLoss(model, scale=RECIPE.loss_scale),
+        callbacks=trainer_callbacks,
+    )
+    started = time.monotonic()
+    interrupted = False
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        interrupted = True
+    minutes = (time.monotonic() - started) / 60
+    history = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    return trainer.state.global_step, minutes, history, interrupted
+
+
+def load_base(path: Path, max_length: int) -> Any:
+    """The bi-encoder to start from, on the CPU, truncating at `max_length` tokens while training."""
+    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import load_bi_encoder
+
+    model = load_bi_encoder(path, device="cpu", max_length=None, trust_remote_code=False)
+    model.max_seq_length = min(int(model.max_seq_length), max_length)
+    return model
+
+
+def snapshot(model: Any) -> dict[str, Any]:
+    """A detached copy of the model's weights."""
+    return copy.deepcopy({name: value.detach().clone() for name, value in model.state_dict().items()})
+
+
+def base_max_length(path: Path) -> int:
+    """The token limit the bi-encoder was configured with (sentence_bert_config.json), 256 if it names none."""
+    import json
+
+    try:
+        config = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 256
+    value = config.get("max_seq_length")
+    return int(value) if isinstance(value, int) and value > 0 else 256
+
+
+def write_reranker_config(output_dir: Path, choice: AnchorChoice) -> None:
+    """Record in `crossencoder_haystack.json` that this directory is a bi-encoder reranker, and how it was anchored."""
+    import json
+
+    path = output_dir / "crossencoder_haystack.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    config.update({"scorer": "bi-encoder", "activation": "identity", "anchor_weight": choice.weight})
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
