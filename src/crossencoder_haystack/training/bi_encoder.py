@@ -173,23 +173,16 @@ def fit(
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from crossencoder_haystack.training.callbacks import time_budget
+    from crossencoder_haystack.training.callbacks import schedule_arguments, time_budget
     from crossencoder_haystack.training.precision import training_uses_bf16
 
     dataset = Dataset.from_list(rows)
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
     total_steps = max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_ratio,
-        lr_scheduler_type="linear",
-        weight_decay=0.0,
-        seed=seed,
-        data_seed=seed,
+        **schedule_arguments(
+            output_dir / "checkpoints", epochs, max_steps, batch_size, learning_rate, warmup_ratio, seed
+        ),
         bf16=training_uses_bf16(),
         eval_strategy="no",
         save_strategy="no",
@@ -259,3 +252,11 @@ def write_reranker_config(output_dir: Path, choice: AnchorChoice) -> None:
         config = {}
     config.update({"scorer": "bi-encoder", "activation": "identity", "anchor_weight": choice.weight})
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def encode_normalized(model: Any, texts: list[str]) -> Any:
+    """Unit-length embeddings of `texts` (numpy), in bf16 autocast where the CPU multiplies bf16 natively."""
+    from crossencoder_haystack.training.precision import fast_inference
+
+    with fast_inference():
+        return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)

@@ -1,6 +1,7 @@
-"""Trainer callbacks shared by the cross-encoder and the bi-encoder recipes."""
+"""Trainer settings and callbacks shared by the cross-encoder and the bi-encoder recipes."""
 
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -21,3 +22,27 @@ def time_budget(max_minutes: float) -> Any:
             return control
 
     return TimeBudget()
+
+
+def schedule_arguments(
+    output_dir: Path,
+    epochs: float,
+    max_steps: int | None,
+    batch_size: int,
+    learning_rate: float,
+    warmup_ratio: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The training-arguments both recipes share: length, batch, linear schedule with warm-up, no decay, seeds."""
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": epochs,
+        "max_steps": max_steps or -1,
+        "per_device_train_batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "warmup_steps": warmup_ratio,
+        "lr_scheduler_type": "linear",
+        "weight_decay": 0.0,
+        "seed": seed,
+        "data_seed": seed,
+    }

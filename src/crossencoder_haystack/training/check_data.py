@@ -26,10 +26,11 @@ class CheckSet:
     def ndcg_at_10(self, model: Any) -> float:
         """Mean nDCG@10 of a `SentenceTransformer` ranking the candidates by cosine; each text is encoded once."""
         from crossencoder_haystack.evaluation.metrics import evaluate_rankings
+        from crossencoder_haystack.training.bi_encoder import encode_normalized
 
         texts = list(dict.fromkeys(text for candidates in self.candidates.values() for _, text in candidates))
-        documents = dict(zip(texts, _encode(model, texts), strict=True))
-        queries = _encode(model, list(self.queries.values()))
+        documents = dict(zip(texts, encode_normalized(model, texts), strict=True))
+        queries = encode_normalized(model, list(self.queries.values()))
         rankings = {}
         for query_embedding, (query_id, candidates) in zip(queries, self.candidates.items(), strict=True):
             scores = [float(documents[text] @ query_embedding) for _, text in candidates]
@@ -86,10 +87,3 @@ def _file_check_set(path: Path, max_queries: int | None) -> CheckSet:
         candidates[query_id] = documents
         qrels[query_id] = {doc_id: 1 for doc_id, _ in documents if doc_id.startswith("p")}
     return CheckSet(path.name, queries, candidates, qrels)
-
-
-def _encode(model: Any, texts: list[str]) -> Any:
-    from crossencoder_haystack.training.precision import fast_inference
-
-    with fast_inference():
-        return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)

@@ -70,19 +70,15 @@ def tune_first_stage_weight(
 
 def bi_encoder_scores(model: Any) -> Callable[[str, list[str]], list[float]]:
     """A `SentenceTransformer`'s cosine scores for one query's texts; each distinct text is encoded once."""
+    from crossencoder_haystack.training.bi_encoder import encode_normalized
+
     cache: dict[str, Any] = {}
-
-    def encode(texts: list[str]) -> Any:
-        from crossencoder_haystack.training.precision import fast_inference
-
-        with fast_inference():
-            return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
     def score(query: str, texts: list[str]) -> list[float]:
         missing = [text for text in dict.fromkeys(texts) if text not in cache]
         if missing:
-            cache.update(zip(missing, encode(missing), strict=True))
-        query_embedding = encode([query])[0]
+            cache.update(zip(missing, encode_normalized(model, missing), strict=True))
+        query_embedding = encode_normalized(model, [query])[0]
         return [float(cache[text] @ query_embedding) for text in texts]
 
     return score

@@ -19,7 +19,7 @@ from crossencoder_haystack.training.base_model import (
     resolve_base_model,
     uses_bi_encoder_recipe,
 )
-from crossencoder_haystack.training.callbacks import time_budget
+from crossencoder_haystack.training.callbacks import schedule_arguments, time_budget
 from crossencoder_haystack.training.data import DataShape, TrainingData, load_training_data
 from crossencoder_haystack.training.losses import choose_loss
 from crossencoder_haystack.training.model_card import write_model_card
@@ -172,15 +172,13 @@ def train(
         evaluation_data = None
 
     if bi_encoder:
-        if epochs is None and max_steps is None:
-            max_steps = _bi_encoder_default_steps(train_data, batch_size, seed)
         return _train_bi_encoder(
             train_data,
             evaluation_data,
             output,
             base_model=base_model,
             max_steps=max_steps,
-            epochs=epochs or 1.0,
+            epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             warmup_ratio=warmup_ratio,
@@ -229,17 +227,8 @@ def train(
     checkpoints = output_dir / _CHECKPOINTS
 
     args = CrossEncoderTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        per_device_train_batch_size=batch_size,
+        **schedule_arguments(checkpoints, epochs, max_steps, batch_size, learning_rate, warmup_ratio, seed),
         per_device_eval_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_ratio,
-        lr_scheduler_type="linear",
-        weight_decay=0.0,
-        seed=seed,
-        data_seed=seed,
         eval_strategy="steps" if evaluator else "no",
         eval_steps=eval_every,
         save_strategy="steps" if evaluator else "no",
@@ -321,13 +310,6 @@ def train(
     return result
 
 
-def _bi_encoder_default_steps(train_data: TrainingData, batch_size: int, seed: int) -> int:
-    from crossencoder_haystack.training import bi_encoder
-
-    rows = len(bi_encoder.triplet_rows(train_data, seed))
-    return max(1, min(math.ceil(rows / batch_size), bi_encoder.RECIPE.default_max_steps))
-
-
 def _train_bi_encoder(
     train_data: TrainingData,
     evaluation_data: TrainingData | None,
@@ -335,7 +317,7 @@ def _train_bi_encoder(
     *,
     base_model: str | Path | None,
     max_steps: int | None,
-    epochs: float,
+    epochs: float | None,
     batch_size: int,
     learning_rate: float | None,
     warmup_ratio: float,
@@ -375,6 +357,9 @@ def _train_bi_encoder(
     before = evaluations[0.0] = bi_encoder.evaluate_reranking(model, samples) if samples else {}
     start_state = bi_encoder.snapshot(model)
     rows = bi_encoder.triplet_rows(train_data, seed)
+    if epochs is None and max_steps is None:  # one epoch, at most the recipe's step budget
+        max_steps = max(1, min(math.ceil(len(rows) / batch_size), bi_encoder.RECIPE.default_max_steps))
+    epochs = 1.0 if epochs is None else epochs
     learning_rate = bi_encoder.RECIPE.learning_rate if learning_rate is None else learning_rate
     output_dir = Path(output).expanduser()
     steps, minutes, history, interrupted = 0, 0.0, [], False
