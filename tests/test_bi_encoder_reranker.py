@@ -208,13 +208,6 @@ def test_mining_saves_the_first_stage_and_training_tunes_the_fusion_weight(tmp_p
     assert read_fusion_defaults(tmp_path / "model")["first_stage_weight"] == result.fusion.weight
 
 
-def test_export_refuses_a_bi_encoder_reranker_with_a_clear_error(tmp_path, tiny_bi_encoder_path):
-    from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
-
-    with pytest.raises(ValueError, match="bi-encoder reranker"):
-        export_cross_encoder(tiny_bi_encoder_path, tmp_path / "out", backend="onnx")
-
-
 def test_a_bi_encoder_reranker_is_served(tiny_bi_encoder_path):
     from crossencoder_haystack.serving.served_model import RerankJob, ServedModel
 

@@ -1,6 +1,7 @@
 """Exporting a cross-encoder to ONNX / OpenVINO (`export_cross_encoder`, `rerank export`) and ranking with it."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -8,7 +9,12 @@ from haystack import Document
 
 from crossencoder_haystack.cli import main
 from crossencoder_haystack.export import default_output_dir, read_calibration_pairs
-from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, ModelNotAvailableError
+from haystack_integrations.components.rankers.crossencoder import (
+    CrossEncoderRanker,
+    ModelNotAvailableError,
+    read_fusion_defaults,
+    write_fusion_defaults,
+)
 from haystack_integrations.components.rankers.crossencoder.export import (
     MANIFEST_NAME,
     export_cross_encoder,
@@ -115,6 +121,14 @@ class TestOnnx:
         assert exported.max_length == 64
         np.testing.assert_allclose(_scores(tmp_path / "onnx", backend="onnx"), _scores(model), atol=1e-4)
 
+    def test_the_fusion_defaults_of_the_model_travel_with_the_export(self, tmp_path, tiny_model_path):
+        model = tmp_path / "tuned"
+        shutil.copytree(tiny_model_path, model)
+        write_fusion_defaults(model, 0.3, "zscore")
+        export_cross_encoder(model, tmp_path / "onnx", backend="onnx")
+        assert read_fusion_defaults(tmp_path / "onnx") == {"first_stage_weight": 0.3, "fusion": "zscore"}
+        assert read_manifest(tmp_path / "onnx")["onnx"].scorer == "cross-encoder"
+
     def test_a_directory_without_an_export_tells_how_to_make_one(self, tiny_model_path):
         with pytest.raises(ModelNotAvailableError, match="rerank export"):
             CrossEncoderRanker(model=tiny_model_path, backend="onnx").warm_up()
@@ -157,9 +171,10 @@ class TestBadOptions:
         [
             ({"backend": "tensorrt"}, "backend must be one of 'onnx', 'openvino'"),
             ({"backend": "onnx", "optimize": "O5"}, "optimize must be None or one of 'O1'"),
-            ({"backend": "onnx", "quantize": "int4"}, "quantize must be None or one of 'avx2'"),
+            ({"backend": "onnx", "quantize": "int4"}, "quantize must be None or one of 'auto', 'avx2'"),
             ({"backend": "openvino", "optimize": "O2"}, "optimize='O2' applies to backend='onnx' only"),
             ({"backend": "openvino", "quantize": "avx2"}, "quantize='int8-static'"),
+            ({"backend": "openvino", "quantize": "auto"}, "quantize='auto' is an onnxruntime dynamic"),
         ],
     )
     def test_clear_errors_name_the_parameter(self, options, message):

@@ -11,10 +11,13 @@ from crossencoder_haystack.export.calibration import read_calibration_pairs
 from crossencoder_haystack.export.command import default_output_dir
 
 _COMPONENT_NAMES = (
+    "AUTO_QUANTIZATION",
     "EXPORT_BACKENDS",
     "OPTIMIZATION_LEVELS",
     "QUANTIZATION_PRESETS",
     "ExportedModel",
+    "auto_quantization_preset",
+    "export_bi_encoder",
     "export_cross_encoder",
     "read_manifest",
 )

@@ -1,4 +1,5 @@
-"""`rerank export`: write an ONNX or OpenVINO copy of a cross-encoder that `CrossEncoderRanker` loads."""
+"""`rerank export`: write an ONNX or OpenVINO copy of a reranker (a cross-encoder, or a bi-encoder reranker as
+`rerank train` saves one) that `CrossEncoderRanker` loads."""
 
 import argparse
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 # Kept literal (not imported from the component) so `rerank --help` does not import haystack.
 _BACKENDS = ("onnx", "openvino")
 _OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
-_QUANTIZATION_PRESETS = ("avx2", "avx512", "avx512_vnni", "arm64", "int8-static")
+_QUANTIZATION_PRESETS = ("auto", "avx2", "avx512", "avx512_vnni", "arm64", "int8-static")
 
 
 def default_output_dir(model: str, backend: str, optimize: str | None = None, quantize: str | None = None) -> Path:
@@ -19,13 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `export` sub-command."""
     parser = subparsers.add_parser(
         "export",
-        help="Export a cross-encoder to ONNX or OpenVINO (optionally optimized and int8) for fast CPU reranking.",
+        help="Export a reranker to ONNX or OpenVINO (optionally optimized and int8) for fast CPU reranking.",
         description=(
-            "Export a sentence-transformers cross-encoder for CrossEncoderRanker(model=OUTPUT, backend=BACKEND). "
-            "The output directory holds the tokenizer, the configs, the model file and a manifest naming it."
+            "Export a sentence-transformers cross-encoder, or a bi-encoder reranker directory (as `rerank train` "
+            "saves one), for CrossEncoderRanker(model=OUTPUT, backend=BACKEND). The output directory holds the "
+            "tokenizer, the configs, crossencoder_haystack.json, the model file and a manifest naming it. No code "
+            "from the model directory is run."
         ),
     )
-    parser.add_argument("model", help="A local cross-encoder directory (or a hub id in the local cache).")
+    parser.add_argument(
+        "model", help="A local cross-encoder or bi-encoder reranker directory (or a cross-encoder hub id in the cache)."
+    )
     parser.add_argument("--backend", choices=_BACKENDS, default="onnx", help="Default: %(default)s.")
     parser.add_argument(
         "--optimize",
@@ -38,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--quantize",
         choices=_QUANTIZATION_PRESETS,
         default=None,
-        help="int8: a dynamic preset for the target CPU (onnx only) or int8-static (needs --calibration).",
+        help="int8: a dynamic preset for the target CPU (onnx only; auto = the one for this machine's CPU flags: "
+        "avx512_vnni with AVX-512 VNNI or AMX, else avx2) or int8-static (needs --calibration).",
     )
     parser.add_argument(
         "--calibration",
@@ -65,8 +71,8 @@ def _export(args: argparse.Namespace) -> int:
     from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
 
     console = Console(stderr=True)
-    output = args.output or default_output_dir(args.model, args.backend, args.optimize, args.quantize)
     try:
+        output = args.output or default_output_dir(args.model, args.backend, args.optimize, _preset(args.quantize))
         pairs = read_calibration_pairs(args.calibration) if args.calibration else None
         with console.status(f"Exporting {args.model} to {args.backend}…"):
             exported = export_cross_encoder(
@@ -82,6 +88,8 @@ def _export(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {error}")
         return 2
     console.print(f"Wrote {output / exported.file} (max_length {exported.max_length}).")
+    if exported.quantize_chosen_by:
+        console.print(f"--quantize auto chose {exported.quantize} ({exported.quantize_chosen_by}).")
     print(
         "Use it with:\n"
         "  from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker\n"
@@ -89,3 +97,12 @@ def _export(args: argparse.Namespace) -> int:
         file=sys.stdout,
     )
     return 0
+
+
+def _preset(quantize: str | None) -> str | None:
+    """The preset `--quantize auto` stands for on this machine (for the default output name); others unchanged."""
+    if quantize != "auto":
+        return quantize
+    from haystack_integrations.components.rankers.crossencoder.export import auto_quantization_preset
+
+    return auto_quantization_preset()[0]

@@ -10,6 +10,13 @@ evaluation) skip the model.
 The weights may be cast to bfloat16 or float16 at load (`load_bi_encoder(precision=...)`, chosen by the
 ranker's `precision`); embeddings are then re-normalised in float32, so cosines stay within [-1, 1].
 
+An export of such a directory (`rerank export`: one text's token ids -> its embedding, as ONNX or OpenVINO) is
+run by `ExportedSentenceEncoder`, which stands in for the `SentenceTransformer`: the same scorer, prefixes and
+cache, no torch.
+
+A directory says how the ranker should use it in `crossencoder_haystack.json` (`RERANKER_CONFIG_FILE`):
+`"scorer": "bi-encoder"`, `query_prefix` / `document_prefix`, an `activation`, fusion defaults (`fusion.py`).
+
 Only sentence-transformers' own module classes are loaded and transformers never gets `trust_remote_code=True`
 unless the user asks for it: a model directory is untrusted input.
 """
@@ -23,10 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from haystack_integrations.components.rankers.crossencoder.activations import ACTIVATIONS
+from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder.pair_encoding import EncodedPair
 from haystack_integrations.components.rankers.crossencoder.precision import cast_module, module_precision
 
+RERANKER_CONFIG_FILE = "crossencoder_haystack.json"
 _SAFE_MODULE_PREFIX = "sentence_transformers."
 _DEFAULT_EMBEDDING_CACHE = 8192
+_PREFIX_KEYS = ("query_prefix", "document_prefix")
 
 
 def is_bi_encoder_directory(path: str | Path) -> bool:
@@ -53,6 +65,21 @@ def foreign_module_types(path: str | Path) -> list[str]:
     modules = _read_json(Path(path).expanduser() / "modules.json")
     types = [str(module.get("type", "")) for module in modules if isinstance(module, dict)]
     return [name for name in types if not name.startswith(_SAFE_MODULE_PREFIX)]
+
+
+def declared_prefixes(path: str | Path) -> dict[str, str]:
+    """The `query_prefix` / `document_prefix` a bi-encoder directory declares in `crossencoder_haystack.json`."""
+    config = _read_json(Path(path).expanduser() / RERANKER_CONFIG_FILE)
+    if not isinstance(config, dict):
+        return {}
+    return {key: config[key] for key in _PREFIX_KEYS if isinstance(config.get(key), str)}
+
+
+def declared_activation(path: str | Path) -> str:
+    """A bi-encoder's logit is a cosine: used as it is (`"identity"`) unless `crossencoder_haystack.json` says."""
+    config = _read_json(Path(path).expanduser() / RERANKER_CONFIG_FILE)
+    declared = config.get("activation") if isinstance(config, dict) else None
+    return declared if declared in ACTIVATIONS else "identity"
 
 
 class BiEncoderPairScorer:
@@ -152,6 +179,97 @@ class BiEncoderPairScorer:
             dtype=np.float32,
         )
         if self._renormalize and embeddings.size:
+            norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
+            embeddings = embeddings / np.where(norms > 0, norms, 1.0)
+        return embeddings
+
+
+class ExportedSentenceEncoder:
+    """
+    A bi-encoder exported by `rerank export` (onnxruntime or OpenVINO): texts in, unit-length embeddings out.
+
+    It offers what `BiEncoderPairScorer` uses of a `SentenceTransformer` (`tokenizer`, `max_seq_length`, `encode`,
+    `get_embedding_dimension`), so an export is scored, prefixed and cached as the torch model is. Each text is
+    tokenized alone and truncated to `max_length` tokens, as sentence-transformers does; texts are sorted by
+    length and padded per batch.
+
+    Usage example:
+    ```python
+    from transformers import AutoTokenizer
+
+    from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+
+    encoder = ExportedSentenceEncoder(OnnxForward("DIR/onnx/model.onnx"), AutoTokenizer.from_pretrained("DIR"), 256)
+    scorer = BiEncoderPairScorer(encoder)
+    ```
+
+    :param forward: The backend's forward pass: padded `input_ids`, `attention_mask`, `token_type_ids` in,
+        embeddings of shape (batch, dimension) out.
+    :param tokenizer: The model's Hugging Face tokenizer.
+    :param max_length: Tokens per text, special tokens included.
+    :param dimension: The embedding size (as the export's manifest records it); None if unknown.
+    :param max_tokens_per_batch: A token budget per batch (padding included); overrides `batch_size`.
+    """
+
+    def __init__(
+        self,
+        forward: Any,
+        tokenizer: Any,
+        max_length: int,
+        dimension: int | None = None,
+        max_tokens_per_batch: int | None = None,
+    ) -> None:
+        self.forward = forward
+        self.tokenizer = tokenizer
+        self.max_seq_length = int(max_length)
+        self.dimension = dimension
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def get_embedding_dimension(self) -> int | None:
+        """The embedding size, if known."""
+        return self.dimension
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        convert_to_numpy: bool = True,
+        normalize_embeddings: bool = True,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """
+        Embeddings of `texts`, one row per text in their order, float32 (always numpy: `convert_to_numpy` is
+        there for `SentenceTransformer.encode`'s signature).
+
+        :raises ValueError: If the model file outputs token embeddings (a sentence-transformers ONNX export without
+            pooling) instead of one embedding per text.
+        """
+        from tqdm.auto import tqdm
+
+        if not texts:
+            return np.zeros((0, self.dimension or 0), dtype=np.float32)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)
+        types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+        inputs = [EncodedPair(list(ids), list(kinds)) for ids, kinds in zip(encoded["input_ids"], types, strict=True)]
+        order: list[int] = []
+        outputs: list[np.ndarray] = []
+        batches = plan_batches([len(item.input_ids) for item in inputs], batch_size, self.max_tokens_per_batch)
+        for batch in tqdm(batches, desc="Encoding", unit="batch", disable=not show_progress_bar):
+            output = self.forward(pad_batch([inputs[i] for i in batch], self.pad_token_id))
+            if output.ndim != 2:  # (batch, dimension)
+                msg = (
+                    f"The exported model returns outputs of shape {tuple(output.shape)}, not one embedding per text "
+                    "(token embeddings without pooling?). Export the bi-encoder directory with `rerank export DIR "
+                    "--output EXPORTED`, which puts pooling and normalization into the graph."
+                )
+                raise ValueError(msg)
+            order.extend(batch)
+            outputs.append(output)
+        stacked = np.concatenate(outputs).astype(np.float32, copy=False)
+        embeddings = np.empty_like(stacked)
+        embeddings[order] = stacked
+        if normalize_embeddings:
             norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
             embeddings = embeddings / np.where(norms > 0, norms, 1.0)
         return embeddings

@@ -80,7 +80,7 @@ def check_precision(precision: Any, *, backend: str, device: str) -> str:
     if precision == "int8" and backend == "torch":
         msg = (
             "precision='int8' needs an int8-quantized export: run `rerank export MODEL --backend onnx --quantize "
-            "avx512_vnni --output DIR` (or --quantize avx2 on AVX2-only CPUs) and pass DIR with backend='onnx'. "
+            "auto --output DIR` (it picks the int8 preset for this CPU) and pass DIR with backend='onnx'. "
             "On backend='torch' use precision='auto', 'fp32' or 'bf16'."
         )
         raise ValueError(msg)

@@ -239,6 +239,7 @@ def load_pair_scorer(
     `backend="torch"` loads a sentence-transformers CrossEncoder. `"onnx"` and `"openvino"` load a directory
     written by `export_cross_encoder` / `rerank export` (the file its manifest names, or
     `model_kwargs["file_name"]`); a directory without such a file raises an error that gives the export command.
+    A local bi-encoder directory (and its export) is scored by the cosine of separately encoded query and texts.
 
     `truncation="query_window"` lets a long text keep its opening and the window that matches the query best
     instead of only its first tokens (see `PairEncoder`); it applies to every backend but the `CrossEncoder.predict`
@@ -335,6 +336,8 @@ def _load_bi_encoder_scorer(
     """A sentence-transformers bi-encoder directory: query and documents encoded separately, cosine as the logit."""
     from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
         BiEncoderPairScorer,
+        declared_activation,
+        declared_prefixes,
         load_bi_encoder,
     )
 
@@ -358,30 +361,10 @@ def _load_bi_encoder_scorer(
     scorer = BiEncoderPairScorer(
         encoder,
         batch_size=batch_size,
-        declared_activation=_declared_bi_encoder_activation(directory),
-        **_declared_bi_encoder_prefixes(directory),
+        declared_activation=declared_activation(directory),
+        **declared_prefixes(directory),
     )
     return scorer, f"bi-encoder|{_model_identity_path(model)}|{scorer.max_length}|{used}"
-
-
-def _declared_bi_encoder_prefixes(directory: Path) -> dict[str, str]:
-    """The `query_prefix` / `document_prefix` a bi-encoder directory declares in `crossencoder_haystack.json`."""
-    try:
-        data = json.loads((directory / "crossencoder_haystack.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {key: data[key] for key in ("query_prefix", "document_prefix") if isinstance(data.get(key), str)}
-
-
-def _declared_bi_encoder_activation(directory: Path) -> str:
-    """A bi-encoder's logit is a cosine; it is used as it is unless the directory's reranker file says otherwise."""
-    try:
-        declared = json.loads((directory / "crossencoder_haystack.json").read_text(encoding="utf-8")).get("activation")
-    except (OSError, ValueError, AttributeError):
-        declared = None
-    return declared if declared in ACTIVATIONS else "identity"
 
 
 def _load_torch_scorer(
@@ -556,6 +539,17 @@ def _load_exported_scorer(
     resolved_max_length = max_length or (
         recorded.max_length if recorded else _configured_max_length(directory, tokenizer)
     )
+    if _is_local_bi_encoder(str(directory)):
+        bi_encoder = _exported_bi_encoder_scorer(
+            forward,
+            tokenizer,
+            directory,
+            max_length=resolved_max_length,
+            dimension=recorded.embedding_dimension if recorded else None,
+            batch_size=batch_size,
+            max_tokens_per_batch=max_tokens_per_batch,
+        )
+        return bi_encoder, f"bi-encoder-{backend}|{model_file.resolve()}|{resolved_max_length}|{used}"
     declared_activation = recorded.activation if recorded else _configured_activation(directory)
     scorer = TokenizedPairScorer(
         forward,
@@ -568,6 +562,35 @@ def _load_exported_scorer(
     )
     identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{truncation}|{used}"
     return scorer, identity
+
+
+def _exported_bi_encoder_scorer(
+    forward: Forward,
+    tokenizer: Any,
+    directory: Path,
+    *,
+    max_length: int,
+    dimension: int | None,
+    batch_size: int,
+    max_tokens_per_batch: int | None,
+) -> PairScorer:
+    """An exported bi-encoder (one text -> its embedding): scored by cosine, with the directory's prefixes."""
+    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+        BiEncoderPairScorer,
+        ExportedSentenceEncoder,
+        declared_activation,
+        declared_prefixes,
+    )
+
+    encoder = ExportedSentenceEncoder(
+        forward, tokenizer, max_length, dimension=dimension, max_tokens_per_batch=max_tokens_per_batch
+    )
+    return BiEncoderPairScorer(
+        encoder,
+        batch_size=batch_size,
+        declared_activation=declared_activation(directory),
+        **declared_prefixes(directory),
+    )
 
 
 def _is_int8_export(directory: Path, model_file: Path, recorded: Any) -> bool:
