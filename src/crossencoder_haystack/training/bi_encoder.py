@@ -13,6 +13,11 @@ The default recipe for a sentence-transformers bi-encoder base (such as the bund
    below the starting model there). Interpolating towards the start keeps what the bi-encoder learned from a
    billion pairs while most of the in-domain gain survives.
 
+A base that declares texts to put before queries and documents (multilingual-e5: `query: ` / `passage: `, in its
+`crossencoder_haystack.json`) is trained, evaluated and saved with them: they become the model's `query` and
+`document` prompts, the loss sees prefixed anchors and passages, and the saved directory declares the same prefixes,
+so the untrained reranker ranks exactly as the base does in `CrossEncoderRanker`.
+
 The saved directory is a plain `SentenceTransformer` (no code of ours, loads with `trust_remote_code=False`) plus
 `crossencoder_haystack.json`, which tells `CrossEncoderRanker` how to use it.
 """
@@ -57,20 +62,36 @@ def triplet_rows(data: TrainingData, seed: int) -> list[dict[str, str]]:
     """
     (anchor, positive, negative) rows from pairs, triplets or lists: one row per positive and hard negative.
 
-    A query without any negative gets (anchor, positive) rows; then every row has only those two columns (the
-    loss's in-batch negatives still apply).
+    Data without any negative gives (anchor, positive) rows (the loss's in-batch negatives still apply). When only
+    some queries lack negatives (mining's false-negative guard can leave a query none), each of those borrows one
+    negative, drawn (seeded) from the other queries' negatives and never one of its own positives, so that every
+    row keeps the hard-negative column.
     """
     groups = _positives_and_negatives(data)
-    with_negatives = all(negatives for _, negatives in groups.values())
+    rng = random.Random(seed)
+    pool = list(dict.fromkeys(negative for _, negatives in groups.values() for negative in negatives))
     rows: list[dict[str, str]] = []
     for query, (positives, negatives) in groups.items():
+        if pool and not negatives:
+            negatives = _borrowed_negative(pool, set(positives), rng)
+            if not negatives:  # nothing to borrow: left out rather than giving rows of another shape
+                continue
         for positive in positives:
-            if with_negatives:
+            if negatives:
                 rows.extend({"anchor": query, "positive": positive, "negative": neg} for neg in negatives)
             else:
                 rows.append({"anchor": query, "positive": positive})
-    random.Random(seed).shuffle(rows)
+    rng.shuffle(rows)
     return rows
+
+
+def _borrowed_negative(pool: list[str], positives: set[str], rng: random.Random) -> list[str]:
+    for _ in range(20):
+        candidate = rng.choice(pool)
+        if candidate not in positives:
+            return [candidate]
+    others = [text for text in pool if text not in positives]
+    return [rng.choice(others)] if others else []
 
 
 def _positives_and_negatives(data: TrainingData) -> dict[str, tuple[list[str], list[str]]]:
@@ -177,6 +198,7 @@ def fit(
     from crossencoder_haystack.training.precision import training_uses_bf16
 
     dataset = Dataset.from_list(rows)
+    prompts = column_prompts(model, dataset.column_names)
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
     total_steps = max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     args = SentenceTransformerTrainingArguments(
@@ -193,6 +215,7 @@ def fit(
         use_cpu=not torch.cuda.is_available(),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         push_to_hub=False,
+        prompts=prompts or None,
     )
     trainer_callbacks = list(callbacks)
     if max_minutes is not None:
@@ -215,12 +238,30 @@ def fit(
     return trainer.state.global_step, minutes, history, interrupted
 
 
+def column_prompts(model: Any, columns: Sequence[str]) -> dict[str, str]:
+    """
+    The prompt of each training column: the model's `query` prompt for the anchor, its `document` prompt for the
+    positive and negative columns; columns without a (non-empty) prompt are left out.
+    """
+    names = {"anchor": "query", "positive": "document", "negative": "document"}
+    prompts = getattr(model, "prompts", None) or {}
+    return {column: prompts[names[column]] for column in columns if prompts.get(names.get(column, ""))}
+
+
 def load_base(path: Path, max_length: int) -> Any:
-    """The bi-encoder to start from, on the CPU, truncating at `max_length` tokens while training."""
+    """
+    The bi-encoder to start from, on the CPU, truncating at `max_length` tokens while training.
+
+    Its `query` and `document` prompts are the prefixes the directory declares to `CrossEncoderRanker`
+    (`base_model.declared_prefixes`), so that `encode_query` / `encode_document`, training and the saved model all
+    put the same texts before queries and documents as the ranker does.
+    """
+    from crossencoder_haystack.training.base_model import declared_prefixes
     from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import load_bi_encoder
 
     model = load_bi_encoder(path, device="cpu", max_length=None, trust_remote_code=False)
     model.max_seq_length = min(int(model.max_seq_length), max_length)
+    model.prompts = {**model.prompts, **declared_prefixes(path)}
     return model
 
 
@@ -242,7 +283,11 @@ def base_max_length(path: Path) -> int:
 
 
 def write_reranker_config(output_dir: Path, choice: AnchorChoice) -> None:
-    """Record in `crossencoder_haystack.json` that this directory is a bi-encoder reranker, and how it was anchored."""
+    """
+    Record in `crossencoder_haystack.json` that this directory is a bi-encoder reranker, how it was anchored, and
+    the query and document prefixes it was trained with (the `query` / `document` prompts `model.save` wrote into
+    `config_sentence_transformers.json`; none for a model without prompts).
+    """
     import json
 
     path = output_dir / "crossencoder_haystack.json"
@@ -250,13 +295,37 @@ def write_reranker_config(output_dir: Path, choice: AnchorChoice) -> None:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
+    config = config if isinstance(config, dict) else {}
     config.update({"scorer": "bi-encoder", "activation": "identity", "anchor_weight": choice.weight})
+    for name, prefix in _saved_prompts(output_dir).items():
+        config.pop(f"{name}_prefix", None)
+        if prefix:
+            config[f"{name}_prefix"] = prefix
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def encode_normalized(model: Any, texts: list[str]) -> Any:
-    """Unit-length embeddings of `texts` (numpy), in bf16 autocast where the CPU multiplies bf16 natively."""
+def _saved_prompts(output_dir: Path) -> dict[str, str]:
+    import json
+
+    try:
+        prompts = json.loads((output_dir / "config_sentence_transformers.json").read_text(encoding="utf-8"))["prompts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        prompts = {}
+    prompts = prompts if isinstance(prompts, dict) else {}
+    return {name: prompt if isinstance(prompt := prompts.get(name), str) else "" for name in ("query", "document")}
+
+
+def encode_normalized(model: Any, texts: list[str], prompt_name: str | None = None) -> Any:
+    """
+    Unit-length embeddings of `texts` (numpy), in bf16 autocast where the CPU multiplies bf16 natively.
+
+    :param prompt_name: `"query"` or `"document"` puts the model's prompt of that name (its declared prefix) before
+        each text, as `CrossEncoderRanker` does; None encodes the texts as they are.
+    """
     from crossencoder_haystack.training.precision import fast_inference
 
+    prompt = (getattr(model, "prompts", None) or {}).get(prompt_name, "") if prompt_name is not None else ""
     with fast_inference():
-        return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        return model.encode(
+            texts, prompt=prompt or None, batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+        )

@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument(
         "--eval-fraction", type=float, default=0.1, help="share of queries held out for evaluation (0 = none)"
     )
-    parser.add_argument("--base-model", help="cross-encoder, bi-encoder or encoder directory (default: bundled MiniLM)")
+    parser.add_argument(
+        "--base-model",
+        help="cross-encoder, bi-encoder or encoder directory (default: bundled MiniLM); 'multilingual': the "
+        "multilingual-e5-small of the multilingual extra (converted on first use, see rerank multilingual-model)",
+    )
     parser.add_argument("--output", required=True, help="directory to save the trained CrossEncoder into")
     parser.add_argument("--loss", help="bce, cmnrl, lambda or a sentence-transformers cross-encoder loss class name")
     parser.add_argument(
@@ -70,7 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="hybrid",
         help="candidates from BM25 and the embedding model together (hybrid, default), or one of them",
     )
-    parser.add_argument("--model", help="embedding model directory (default: bundled all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--model",
+        help="embedding model directory (default: bundled all-MiniLM-L6-v2); 'multilingual': the multilingual-e5-small "
+        "of the multilingual extra, with its query: / passage: prefixes",
+    )
     parser.add_argument("--top-n", type=int, default=100, help="candidates retrieved per query (by each retriever)")
     parser.add_argument("--num-negatives", type=int, default=6)
     parser.add_argument("--skip-top", type=int, default=0, help="skip this many top candidates")

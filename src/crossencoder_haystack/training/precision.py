@@ -1,15 +1,19 @@
 """Mixed precision for training: bf16 autocast where the hardware multiplies bf16 natively; weights stay fp32."""
 
-from haystack_integrations.components.rankers.crossencoder.precision import cpu_has_fast_bf16
+from haystack_integrations.components.rankers.crossencoder.precision import cpu_has_fast_bf16, resolve_precision
 
 
 def training_uses_bf16() -> bool:
-    """bf16 autocast on a CUDA device that supports it, or on a CPU with AMX / AVX512-BF16; else fp32."""
+    """
+    Whether training runs in bf16 autocast: exactly where the ranker's `precision="auto"` would score in bf16.
+
+    That is a CPU with AMX-BF16 or AVX512-BF16, or a CUDA device that multiplies bf16 natively (compute capability
+    8.0 and later; older GPUs emulate it, and train in fp32 here). Autocast leaves the weights in fp32, so the saved
+    model is fp32 either way.
+    """
     import torch
 
-    if torch.cuda.is_available():
-        return bool(torch.cuda.is_bf16_supported())
-    return cpu_has_fast_bf16()
+    return resolve_precision("auto", "cuda" if torch.cuda.is_available() else "cpu") == "bf16"
 
 
 def fast_inference():
