@@ -48,27 +48,11 @@ TEXTS = [*_texts(1, 10), "mango " * 100]  # the last one is truncated at max_seq
 @pytest.fixture(scope="module")
 def bi_encoder_path(tmp_path_factory, minilm_tokenizer):
     """A bi-encoder reranker as `rerank train` saves one: Transformer -> Pooling -> Normalize, plus its config."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
-    from transformers import BertConfig, BertModel
+    from tests.bi_encoder_fixtures import save_tiny_bi_encoder
 
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("bi_export")
-    config = BertConfig(
-        vocab_size=minilm_tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    BertModel(config).save_pretrained(root / "raw")
-    minilm_tokenizer.save_pretrained(root / "raw")
-    modules = [Transformer(str(root / "raw"), max_seq_length=64), Pooling(32, "mean"), Normalize()]
-    SentenceTransformer(modules=modules).save(str(root / "bi"))
-    (root / "bi" / "crossencoder_haystack.json").write_text(json.dumps(RERANKER_CONFIG), encoding="utf-8")
-    return root / "bi"
+    path = save_tiny_bi_encoder(tmp_path_factory.mktemp("bi_export"), minilm_tokenizer, num_layers=2)
+    (path / "crossencoder_haystack.json").write_text(json.dumps(RERANKER_CONFIG), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")

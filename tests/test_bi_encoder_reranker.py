@@ -21,26 +21,9 @@ FAST = {"learning_rate": 5e-3, "max_length": 16, "show_progress": False, "batch_
 
 @pytest.fixture(scope="module")
 def tiny_bi_encoder_path(tmp_path_factory, minilm_tokenizer):
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
-    from transformers import BertConfig, BertModel
+    from tests.bi_encoder_fixtures import save_tiny_bi_encoder
 
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny_bi")
-    config = BertConfig(
-        vocab_size=minilm_tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    BertModel(config).save_pretrained(root / "raw")
-    minilm_tokenizer.save_pretrained(root / "raw")
-    modules = [Transformer(str(root / "raw"), max_seq_length=64), Pooling(32, "mean"), Normalize()]
-    SentenceTransformer(modules=modules).save(str(root / "bi"))
-    return root / "bi"
+    return save_tiny_bi_encoder(tmp_path_factory.mktemp("tiny_bi"), minilm_tokenizer)
 
 
 def _texts(seed: int, count: int) -> list[str]:
