@@ -315,10 +315,21 @@ def load_bi_encoder(
         config_kwargs=config_kwargs,
     )
     if max_length is not None:
-        model.max_seq_length = int(max_length)
+        limit = _position_limit(model)
+        model.max_seq_length = int(max_length) if limit is None else min(int(max_length), limit)
     if precision is not None:
         cast_module(model, precision)
     return model.eval()
+
+
+def _position_limit(model: Any) -> int | None:
+    """The most tokens the encoder has positions for (a longer `max_length` is capped there, not an error)."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        return None
+    # (XLM-)RoBERTa positions start after the padding index: two of them are never usable
+    return limit - 2 if getattr(config, "model_type", "") in {"roberta", "xlm-roberta"} else limit
 
 
 def _read_json(path: Path) -> Any:
