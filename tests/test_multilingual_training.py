@@ -241,3 +241,41 @@ def test_data_without_any_negative_gives_anchor_positive_rows():
         ["anchor", "positive"],
         ["anchor", "positive"],
     ]
+
+
+class _Tokenizer:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _Model:
+    def __init__(self, vocabulary: int) -> None:
+        self.tokenizer = _Tokenizer(vocabulary)
+
+
+@pytest.mark.parametrize(("vocabulary", "frozen"), [(30_522, False), (100_000, False), (250_002, True)])
+def test_token_embeddings_stay_frozen_only_for_a_large_vocabulary(vocabulary, frozen):
+    from crossencoder_haystack.training import bi_encoder
+
+    # all-MiniLM-L6-v2's 30,522 pieces train as before; multilingual-e5-small's 250,002 stay as they are
+    assert bi_encoder.has_large_vocabulary(_Model(vocabulary)) is frozen
+
+
+def test_frozen_token_embeddings_callback_stops_their_gradient():
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from crossencoder_haystack.training.bi_encoder import frozen_token_embeddings
+
+    model = torch.nn.Sequential(
+        BertModel(
+            BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+        )
+    )
+    frozen_token_embeddings().on_train_begin(None, None, None, model=model)
+    bert = model[0]
+    assert not bert.get_input_embeddings().weight.requires_grad
+    assert bert.encoder.layer[0].attention.self.query.weight.requires_grad

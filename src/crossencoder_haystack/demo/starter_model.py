@@ -64,9 +64,6 @@ class StarterRecipe:
     :param negatives: Hard negatives per positive (one training row each).
     :param max_steps: MNRL optimizer steps.
     :param batch_size: Rows per step (more rows, more in-batch negatives).
-    :param freeze_token_embeddings: Keep the token-embedding matrix as it is. multilingual-e5-small's holds 96M
-        of its 118M weights (a 250k-piece vocabulary) and the HR CVs use a few thousand pieces: updating all of it
-        cost more CPU per step than the rest of the model.
     """
 
     name: str
@@ -76,7 +73,6 @@ class StarterRecipe:
     negatives: int
     max_steps: int
     batch_size: int
-    freeze_token_embeddings: bool = False
 
 
 STARTER_RECIPES: dict[str, StarterRecipe] = {
@@ -97,7 +93,6 @@ STARTER_RECIPES: dict[str, StarterRecipe] = {
         negatives=3,
         max_steps=40,
         batch_size=16,
-        freeze_token_embeddings=True,
     ),
 }
 
@@ -377,7 +372,6 @@ def build_starter_model(
             max_length=recipe.passage_tokens + _PREFIX_AND_SPECIAL_TOKENS,
             seed=seed,
             show_progress=show_progress,
-            callbacks=[frozen_token_embeddings()] if recipe.freeze_token_embeddings else None,
         )
         seconds = time.monotonic() - started
         manifest = {
@@ -399,20 +393,6 @@ def build_starter_model(
         shutil.rmtree(building, ignore_errors=True)
     console.print(f"Starter model built in {seconds / 60:.1f} min and cached in {escape(str(output))}.")
     return StarterBuild(output, seconds, result.steps, labelled, len(rows) - labelled)
-
-
-def frozen_token_embeddings() -> Any:
-    """A `transformers.TrainerCallback` that stops training the token embeddings when training begins."""
-    from transformers import PreTrainedModel, TrainerCallback
-
-    class FrozenTokenEmbeddings(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-            # The optimizer exists already; it skips weights that get no gradient.
-            for module in model.modules():
-                if isinstance(module, PreTrainedModel):
-                    module.get_input_embeddings().weight.requires_grad_(False)
-
-    return FrozenTokenEmbeddings()
 
 
 # Training truncates at the passage budget plus room for the special tokens and a `passage: ` prefix.
