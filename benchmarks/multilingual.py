@@ -75,7 +75,10 @@ def main() -> None:
     # Everything the fine-tuned model is not needed for first (written as it is measured), then its training.
     models = {_UNTRAINED: _prepare(root / "turkish" / "tquad-train", cache, report)}
     if "latency" not in skip:  # the fine-tuned model costs the same per query as the untrained one (same e5)
-        report["latency"] = _latency(root / "scifact", models[_UNTRAINED], args.latency_queries, args.latency_repeats)
+        report["latency"] = _cached(
+            cache / f"latency-{args.latency_queries}x{args.latency_repeats}.json",
+            lambda: _latency(root / "scifact", models[_UNTRAINED], args.latency_queries, args.latency_repeats),
+        )
     for with_tuned in (False, True):
         if with_tuned:
             models[_TUNED] = _train_tuned(cache, args.train_max_minutes, report)
