@@ -25,7 +25,15 @@ TELEMETRY_ENV_VAR = "HAYSTACK_TELEMETRY_ENABLED"
 os.environ.setdefault(TELEMETRY_ENV_VAR, "False")
 
 # Areas whose `command.register(subparsers)` adds sub-commands, in the order `rerank --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "serving", "evaluation", "export", "training", "multilingual")
+COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "serving",
+    "evaluation",
+    "export",
+    "training",
+    "multilingual",
+    "labelling",
+)
 
 EXIT_USAGE_ERROR = 2
 EXIT_INTERRUPTED = 130
