@@ -11,11 +11,10 @@ the judgement is in the log and on disk (`os.fsync`); a failed write answers 500
 Errors are `{"detail": "<one sentence>"}`: 401 (token), 404 (unknown query or document), 422 (bad body or grade).
 """
 
-import hmac
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +23,7 @@ from pydantic import BaseModel
 from crossencoder_haystack.__about__ import __version__
 from crossencoder_haystack.labelling.log import GRADE_NAMES
 from crossencoder_haystack.labelling.session import LabellingSession, UnknownItemError
+from crossencoder_haystack.serving.auth import bearer_token, secret_matches
 
 STATIC_DIRECTORY = Path(__file__).with_name("static")
 _SECURITY_HEADERS = {
@@ -59,10 +59,6 @@ class JudgementBody(BaseModel):
     client: str = ""
 
 
-def _token_matches(presented: str | None, token: str) -> bool:
-    return presented is not None and hmac.compare_digest(presented.strip().encode(), token.encode())
-
-
 def create_label_app(session: LabellingSession, token: str) -> FastAPI:
     """
     The labelling app for an opened session; every route but the static files needs `token`.
@@ -85,87 +81,98 @@ def create_label_app(session: LabellingSession, token: str) -> FastAPI:
         raise ValueError(msg)
     app = FastAPI(title="rerank label", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.session = session
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        response.headers.update(_SECURITY_HEADERS)
-        return response
-
-    @app.exception_handler(LabelRequestError)
-    async def _request_error(_: Request, error: LabelRequestError) -> JSONResponse:
-        return JSONResponse({"detail": error.message}, status_code=error.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(map(str, item['loc'][1:])) or 'body'}: {item['msg']}" for item in error.errors()
-        )
-        return JSONResponse({"detail": f"bad request body ({problems})."}, status_code=422)
-
-    def authorized(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not _token_matches(presented, token):
-            raise LabelRequestError(401, "missing or wrong access token: open the URL `rerank label` printed.")
-
-    @app.get("/", include_in_schema=False)
-    def page(request: Request) -> Response:
-        if not _token_matches(request.query_params.get("token"), token):
-            return HTMLResponse(_NO_TOKEN_PAGE, status_code=401)
-        return FileResponse(STATIC_DIRECTORY / "index.html", media_type="text/html")
-
+    app.state.token = token
+    app.middleware("http")(_security_headers)
+    app.add_exception_handler(LabelRequestError, _request_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIRECTORY), name="static")
-
-    @app.get("/api/session", dependencies=[Depends(authorized)])
-    def session_info() -> dict[str, Any]:
-        return {
-            "queries": session.query_summaries(),
-            "resume": session.resume_index(),
-            "top_n": session.top_n,
-            "retriever": session.retriever,
-            "model": Path(session.scorer.model).name if session.scorer is not None else None,
-            "grades": {str(value): name for value, name in GRADE_NAMES.items()},
-            "log": session.log.path.name,
-            "progress": session.progress(),
-        }
-
-    @app.get("/api/progress", dependencies=[Depends(authorized)])
-    def progress() -> dict[str, Any]:
-        return session.progress()
-
-    @app.get("/api/queries/{query_id:path}", dependencies=[Depends(authorized)])
-    def query(query_id: str) -> dict[str, Any]:
-        candidates = _known(lambda: session.candidates(query_id))
-        grades = session.grades(query_id)
-        return {
-            "query_id": query_id,
-            "query": session.dataset.queries[query_id],
-            "index": session.query_ids.index(query_id),
-            "candidates": [
-                dict(candidate.to_json(), grade=grades.get(candidate.document_id)) for candidate in candidates
-            ],
-            "progress": session.progress(),
-        }
-
-    @app.post("/api/judgements", dependencies=[Depends(authorized)])
-    def judge(body: JudgementBody) -> dict[str, Any]:
-        try:
-            result = _known(lambda: session.judge(body.query_id, body.document_id, body.grade, body.client))
-        except ValueError as error:
-            raise LabelRequestError(422, str(error)) from None
-        except OSError as error:  # the disk refused the write: the page must not show the pair as saved
-            raise LabelRequestError(500, f"the judgement was NOT saved: {error}") from None
-        return {
-            "query_id": result.query_id,
-            "document_id": result.document_id,
-            "grade": result.grade,
-            "previous": result.previous,
-            "saved": True,
-            "progress": result.progress,
-        }
-
+    app.include_router(_api)
     return app
+
+
+async def _security_headers(request: Request, call_next: Any) -> Response:
+    response = await call_next(request)
+    response.headers.update(_SECURITY_HEADERS)
+    return response
+
+
+async def _request_error(_: Request, error: LabelRequestError) -> JSONResponse:
+    return JSONResponse({"detail": error.message}, status_code=error.status)
+
+
+async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(map(str, item['loc'][1:])) or 'body'}: {item['msg']}" for item in error.errors())
+    return JSONResponse({"detail": f"bad request body ({problems})."}, status_code=422)
+
+
+def _authorized(request: Request) -> None:
+    presented = bearer_token(request.headers.get("authorization", ""))
+    if not secret_matches(presented, request.app.state.token):
+        raise LabelRequestError(401, "missing or wrong access token: open the URL `rerank label` printed.")
+
+
+def _session(request: Request) -> LabellingSession:
+    return request.app.state.session
+
+
+def _page(request: Request) -> Response:
+    if not secret_matches(request.query_params.get("token"), request.app.state.token):
+        return HTMLResponse(_NO_TOKEN_PAGE, status_code=401)
+    return FileResponse(STATIC_DIRECTORY / "index.html", media_type="text/html")
+
+
+_api = APIRouter(prefix="/api", dependencies=[Depends(_authorized)])
+
+
+@_api.get("/session")
+def _session_info(session: LabellingSession = Depends(_session)) -> dict[str, Any]:
+    return {
+        "queries": session.query_summaries(),
+        "resume": session.resume_index(),
+        "top_n": session.top_n,
+        "retriever": session.retriever,
+        "model": Path(session.scorer.model).name if session.scorer is not None else None,
+        "grades": {str(value): name for value, name in GRADE_NAMES.items()},
+        "log": session.log.path.name,
+        "progress": session.progress(),
+    }
+
+
+@_api.get("/progress")
+def _progress(session: LabellingSession = Depends(_session)) -> dict[str, Any]:
+    return session.progress()
+
+
+@_api.get("/queries/{query_id:path}")
+def _query(query_id: str, session: LabellingSession = Depends(_session)) -> dict[str, Any]:
+    candidates = _known(lambda: session.candidates(query_id))
+    grades = session.grades(query_id)
+    return {
+        "query_id": query_id,
+        "query": session.dataset.queries[query_id],
+        "index": session.query_ids.index(query_id),
+        "candidates": [dict(candidate.to_json(), grade=grades.get(candidate.document_id)) for candidate in candidates],
+        "progress": session.progress(),
+    }
+
+
+@_api.post("/judgements")
+def _judge(body: JudgementBody, session: LabellingSession = Depends(_session)) -> dict[str, Any]:
+    try:
+        result = _known(lambda: session.judge(body.query_id, body.document_id, body.grade, body.client))
+    except ValueError as error:
+        raise LabelRequestError(422, str(error)) from None
+    except OSError as error:  # the disk refused the write: the page must not show the pair as saved
+        raise LabelRequestError(500, f"the judgement was NOT saved: {error}") from None
+    return {
+        "query_id": result.query_id,
+        "document_id": result.document_id,
+        "grade": result.grade,
+        "previous": result.previous,
+        "saved": True,
+        "progress": result.progress,
+    }
 
 
 def _known(call: Any) -> Any:

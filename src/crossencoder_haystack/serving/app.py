@@ -14,7 +14,6 @@ of documents. Error bodies are Cohere's `{"message"}` on `/v1` and `/v2` and TEI
 """
 
 import asyncio
-import hmac
 import math
 import time
 import uuid
@@ -31,6 +30,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from crossencoder_haystack.__about__ import __version__
+from crossencoder_haystack.serving.auth import bearer_token, secret_matches
 from crossencoder_haystack.serving.batcher import BatcherStoppedError, DynamicBatcher, QueueFullError, QueuePlace
 from crossencoder_haystack.serving.limits import ServiceLimits
 from crossencoder_haystack.serving.metrics import CONTENT_TYPE, ServiceMetrics
@@ -248,16 +248,15 @@ def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
 def _authorize(request: Request, key: str | None) -> None:
     if not key:
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    presented = bearer_token(request.headers.get("authorization", ""))
+    if presented is None:
         raise ServiceError(
             401,
             "Missing API key: send it as 'Authorization: Bearer <key>'.",
             error_type="Unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(presented.strip().encode(), key.encode()):
+    if not secret_matches(presented, key):
         raise ServiceError(401, "Invalid API key.", error_type="Unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 

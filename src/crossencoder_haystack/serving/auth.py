@@ -8,6 +8,7 @@ The rule (an API key, or an explicit choice not to have one):
   loopback host (127.0.0.1, ::1, localhost), with a warning, and refuses to start on any other host.
 """
 
+import hmac
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -93,3 +94,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
     except ValueError:  # another host name: it may resolve to any interface
         return False
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None if the header is not that."""
+    scheme, _, presented = authorization.partition(" ")
+    return presented.strip() or None if scheme.lower() == "bearer" else None
+
+
+def secret_matches(presented: str | None, secret: str) -> bool:
+    """Whether `presented` is `secret` (ignoring surrounding blanks), in constant time."""
+    return presented is not None and hmac.compare_digest(presented.strip().encode(), secret.encode())
