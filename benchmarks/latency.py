@@ -16,6 +16,8 @@ and reranks them with every contender on the same documents and machine, in one 
   between;
 - with `--variants`, cheaper cross-encoder variants at the default precision: fewer tokens (about 2/3 of
   `max_length`, with and without `truncation="query_window"`), the first half of the layers, and a cascade.
+- with `--students DIR,...` (`rerank distill` students of either model), each student at the default precision and,
+  with `--cascade-keep 10,20,...`, a `CascadeRanker` of it and its teacher per value (rows of the teacher's model).
 
 The cross-encoder is `--model`, else one fine-tuned by this script on first use (cached): the segment-cosine head on
 the bundled all-MiniLM-L6-v2 with LambdaLoss on lists of SciFact training queries (the lambda-cos recipe of
@@ -29,6 +31,7 @@ count, library versions and the 1-minute load average at launch, start and end o
 results files (`--output` .md and the .json beside it).
 
     nice -n 19 python benchmarks/latency.py [--queries 20] [--docs 100] [--repeats 3] [--only NAME,NAME] [--variants]
+        [--students DIR,DIR --cascade-keep 10,20]
 
 Exports, the fine-tuned model and the variants are cached under benchmarks/.cache/latency/.
 """
@@ -44,6 +47,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -101,6 +105,13 @@ def main() -> None:
         "(the peer's defaults and each model's torch fp32 always run: the ratios and agreement need them)",
     )
     parser.add_argument("--variants", action="store_true", help="also the cheaper cross-encoder variants")
+    parser.add_argument(
+        "--students",
+        default=None,
+        help="comma-separated student directories made by `rerank distill` from one of the two models: each runs "
+        "alone at the default precision and, with --cascade-keep, in a CascadeRanker with its teacher",
+    )
+    parser.add_argument("--cascade-keep", default="", help="comma-separated cascade_keep values, e.g. 10,20,30,50")
     parser.add_argument("--work-dir", default=str(HERE / ".cache" / "latency"))
     parser.add_argument("--output", default=str(HERE / "results" / "latency.md"), help="and a .json beside it")
     args = parser.parse_args()
@@ -312,6 +323,8 @@ def _contenders(models: dict[str, tuple[Path, str]], work_dir: Path, args, calib
         specs += _grid(kind, directory, work_dir, args, calibration)
     if args.variants:
         specs += _variants(cross_encoder, work_dir, args)
+    if args.students:
+        specs += _distilled(models, args)
     if args.only:
         wanted = [name.strip() for name in args.only.split(",")]
         references = {PEER, FP32}  # kept: the ratios and agreement columns need them
@@ -465,6 +478,46 @@ def _variants(model: Path, work_dir: Path, args) -> list[Spec]:
         ),
         Spec(CROSS_ENCODER, cascade_name, cascade),
     ]
+
+
+def _distilled(models: dict[str, tuple[Path, str]], args) -> list[Spec]:
+    """Students of `rerank distill` alone, and in a CascadeRanker with their teacher at each --cascade-keep."""
+    from crossencoder_haystack.training.distill_card import read_distillation_record
+
+    keeps = [int(value) for value in args.cascade_keep.split(",") if value.strip()]
+    specs = []
+    for student in (Path(path.strip()) for path in args.students.split(",") if path.strip()):
+        teacher = Path(read_distillation_record(student).get("teacher") or models[CROSS_ENCODER][0])
+        kind = next((k for k, (path, _) in models.items() if path.resolve() == teacher.resolve()), CROSS_ENCODER)
+        note = f"`rerank distill` student of {teacher.name}"
+        specs.append(
+            Spec(
+                kind,
+                f"ours student {student.name}",
+                partial(_ours, kind, f"ours student {student.name}", student, args, note),
+            )
+        )
+        specs += [
+            Spec(kind, f"cascade {student.name} keeps {keep}", partial(_cascade, kind, student, teacher, keep, args))
+            for keep in keeps
+        ]
+    return specs
+
+
+def _cascade(kind: str, student: Path, teacher: Path, keep: int, args) -> Contender:
+    """A CascadeRanker: the student ranks the BM25 candidates, the teacher re-ranks the best `keep`."""
+    from haystack_integrations.components.rankers.crossencoder import CascadeRanker, CrossEncoderRanker
+
+    threads = {"num_threads": args.threads} if args.threads else {}
+    cascade = CascadeRanker(
+        student=CrossEncoderRanker(model=str(student), top_k=args.docs, **threads),
+        teacher=CrossEncoderRanker(model=str(teacher), top_k=args.docs, **threads),
+        cascade_keep=keep,
+    )
+    cascade.warm_up()
+    rank = lambda q, d: cascade.run(query=q, documents=d)["documents"]  # noqa: E731
+    reset = lambda: _forget_document_embeddings(cascade.teacher)  # noqa: E731
+    return Contender(kind, f"cascade {student.name} keeps {keep}", rank, f"teacher {teacher.name}", reset=reset)
 
 
 def _first_layers(model: Path, work_dir: Path, keep: int) -> Path:

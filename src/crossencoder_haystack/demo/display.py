@@ -171,6 +171,7 @@ def results_table(
     documents: Sequence[Any],
     first_stage_ranks: Mapping[str, int] | None = None,
     title: str | None = None,
+    probabilities: bool = False,
 ) -> Table:
     """
     One query's reranked candidates: rank, candidate, score, best passage (query terms highlighted) and the
@@ -182,20 +183,27 @@ def results_table(
     :param first_stage_ranks: Document id -> 1-based first-stage rank. None uses `meta["retrieval_rank"]`, which
         is the rank among the ranker's inputs: with a PassageSplitter in front, a rank among passages.
     :param title: The table title; default the query in quotes.
+    :param probabilities: Add a "relevant" column: the calibrated P(relevant) as a percentage (the model's own
+        score, `meta["rerank_score"]`, when it is fused with the first stage).
     """
     table = Table(title=title or f"“{query}”", title_justify="left", show_lines=True, expand=False)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("candidate", max_width=34)
     table.add_column("score", justify="right", no_wrap=True)
+    if probabilities:
+        table.add_column("relevant", justify="right", no_wrap=True)
     table.add_column("best-matching passage", ratio=1, min_width=40)
     table.add_column("first stage", justify="right", no_wrap=True)
     for rank, document in enumerate(documents, start=1):
         passage = document.meta.get("best_passage") or document.content or ""
         score = "–" if document.score is None else f"{document.score:.3f}"
+        probability = document.meta.get("rerank_score", document.score)
+        percentage = ["–" if probability is None else f"{probability:.0%}"] if probabilities else []
         table.add_row(
             str(rank),
             Text(candidate_label(document.meta)),
             score,
+            *percentage,
             highlight(excerpt(passage, query), query),
             movement(_first_stage_rank(document, first_stage_ranks), rank),
         )

@@ -265,7 +265,13 @@ def _run_query(search: _Search, query: DemoQuery, top_k: int, console: Any) -> Q
     label = f"{query.query_id} ({query.language}) " if query.query_id else ""
     ranks = {doc_id: rank for rank, doc_id in enumerate(first_stage, start=1)}
     title = f"{label}“{escape(query.text)}”  [dim]{seconds:.1f} s[/dim]"
-    console.print(results_table(query.text, ranked[:top_k], first_stage_ranks=ranks, title=title))
+    from haystack_integrations.components.rankers.crossencoder.calibration import uses_calibration
+
+    ranker = search.ranker
+    calibrated = uses_calibration(ranker.model, ranker.activation, ranker.scale, ranker.scale_score)
+    console.print(
+        results_table(query.text, ranked[:top_k], first_stage_ranks=ranks, title=title, probabilities=calibrated)
+    )
     return QueryResult(query.text, query.query_id or None, ranked, first_stage, seconds)
 
 

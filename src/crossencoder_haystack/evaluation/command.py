@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.serving.command import PRECISION_CHOICES, TRUNCATION_CHOICES
 
 EXIT_INTERRUPTED = 130
@@ -112,6 +113,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="minmax",
         help="How scores are normalised per query before fusing: minmax (default), zscore or rrf (reciprocal rank).",
     )
+    stages.add_argument(
+        "--cascade-keep",
+        type=_cascade_keeps,
+        metavar="NS",
+        help="Also rank with each --ranker made by `rerank distill` in a cascade with its teacher (the student ranks "
+        "every candidate, the teacher re-ranks its best N): one row per N, e.g. 10,20,30,50.",
+    )
+    stages.add_argument("--cascade-teacher", help="The cascades' teacher (default: the one each student records).")
 
     run = parser.add_argument_group("measurement and output")
     run.add_argument(
@@ -132,7 +141,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--output", help="Write results.json, TREC run files and quality_vs_latency.png here.")
     run.add_argument("--cache-dir", help="Where scores and corpus embeddings are cached (default: user cache).")
     run.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
+    add_engine_arguments(parser)
     parser.set_defaults(func=_evaluate)
+
+
+def _cascade_keeps(text: str) -> list[int]:
+    try:
+        keeps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        keeps = []
+    if not keeps or any(keep <= 0 for keep in keeps):
+        msg = f"--cascade-keep takes comma-separated positive integers such as 10,20,30,50, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return keeps
+
+
+def _rankers_with_cascades(args: argparse.Namespace) -> list:
+    """The --ranker values, plus a cascade per distilled student and --cascade-keep value."""
+    rankers = list(args.rankers or ["none"])
+    if not args.cascade_keep:
+        return rankers
+    from crossencoder_haystack.evaluation.cascades import cascade_rankers
+
+    names = ("split_long_documents", "aggregation", "batch_size", "max_length", "backend", "num_threads")
+    options = {name: getattr(args, name) for name in names} | _ranker_options(args)
+    return rankers + cascade_rankers(rankers, args.cascade_keep, options, args.cascade_teacher)
 
 
 def _ranker_options(args: argparse.Namespace) -> dict[str, str]:
@@ -144,13 +177,16 @@ def _ranker_options(args: argparse.Namespace) -> dict[str, str]:
 def _evaluate(args: argparse.Namespace) -> int:
     from crossencoder_haystack.evaluation import EvaluationInterrupted, evaluate, print_table
 
+    engine_options = ray_options(args)
+    if args.engine == "ray":  # the rankers score on Ray; the same numbers and files
+        from crossencoder_haystack.distributed import evaluate
     try:
         result = evaluate(
             args.dataset,
             split=args.split,
             corpus=args.corpus,
             first_stage=args.first_stage,
-            rankers=args.rankers or ["none"],
+            rankers=_rankers_with_cascades(args),
             ks=args.k,
             max_queries=args.max_queries,
             latency_queries=args.latency_queries,
@@ -170,6 +206,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             fusion_weights=args.fusion_weights,
             fusion=args.fusion,
             **_ranker_options(args),
+            **engine_options,
         )
     except EvaluationInterrupted as interrupted:
         print_table(interrupted.partial)

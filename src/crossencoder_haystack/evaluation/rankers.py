@@ -112,6 +112,11 @@ class RankerUnderTest:
         return scores, time.perf_counter() - start
 
     @property
+    def outputs_probabilities(self) -> bool:
+        """Whether the component's scores are calibrated probabilities (`CrossEncoderRanker` with a calibration)."""
+        return bool(getattr(self.component, "outputs_probabilities", False))
+
+    @property
     def model(self) -> str | None:
         model = self.settings.get("init_parameters", {}).get("model")
         return None if model is None else str(model)

@@ -49,7 +49,10 @@ def render_table(result: EvaluationResult) -> Any:
     table.add_column("K", justify="right")
     if fused:
         table.add_column("α²", justify="right")
+    calibrated = _has_calibration_metrics(result)
     for header in ("nDCG@10", "MRR@10", "MAP@K", "Recall@K¹", "p50 ms", "p95 ms", "docs/s"):
+        table.add_column(header, justify="right")
+    for header in ("ECE³", "Brier³") if calibrated else ():
         table.add_column(header, justify="right")
     for row in result.rows:
         latency = row.latency
@@ -64,12 +67,17 @@ def render_table(result: EvaluationResult) -> Any:
             _number(None if latency is None else latency.p50_ms, 1),
             _number(None if latency is None else latency.p95_ms, 1),
             _number(None if latency is None else latency.docs_per_second, 0),
+            *([_number(row.metrics.get("ece")), _number(row.metrics.get("brier"))] if calibrated else []),
             end_section=row.is_first_stage,
         )
     return table
 
 
 _METRICS = ("ndcg@10", "mrr@10", "map")
+
+
+def _has_calibration_metrics(result: EvaluationResult) -> bool:
+    return any("ece" in row.metrics for row in result.rows)
 
 
 def _has_fused_rows(result: EvaluationResult) -> bool:
@@ -96,6 +104,12 @@ def _caption(result: EvaluationResult) -> str:
             f"{result.settings.get('fusion')} normalisation per query (α=0: the ranker alone, α=1: the first "
             f"stage's order). Fused rows are tested against row {first_stage} and their ranker's row at that K "
             "only; their latency is the ranker's."
+        )
+    if _has_calibration_metrics(result):
+        lines.append(
+            "³ Rankers whose scores are calibrated probabilities: expected calibration error (10 equal-width bins) and "
+            "Brier score over the K ranked candidates, a document being relevant when its grade is >= 1 (unjudged "
+            "candidates count as not relevant)."
         )
     skipped = queries["skipped_without_relevant_judgements"] + queries["skipped_without_text"]
     missing = result.dataset["judged_documents_missing_from_corpus"]

@@ -526,6 +526,9 @@ def _result(
         row.significance = comparison.superscripts[row.run_name]
         row.metrics = evaluate_rankings(data.qrels, completed, runs[row.run_name], QUALITY_METRICS)
         row.metrics[f"recall@{row.k}"] = recall[row.k]
+    _add_calibration_metrics(
+        rows, {scorer.ranker.name for scorer in scorers if scorer.ranker.outputs_probabilities}, data
+    )
     if fusion is not None:
         rows = _with_fused_rows(rows, fusion, first_stage_ids, scores, completed)
         _measure_fused_rows(rows, data, completed, recall, comparison, seed)
@@ -562,6 +565,15 @@ def _result(
         complete=complete,
         wall_seconds=wall_seconds,
     )
+
+
+def _add_calibration_metrics(rows: list[EvaluationRow], probability_rankers: set[str], data: BeirDataset) -> None:
+    """ECE and Brier score (over each row's K candidates) for the rows of rankers whose scores are probabilities."""
+    from crossencoder_haystack.calibration.metrics import ranking_calibration_metrics
+
+    for row in rows:
+        if row.name in probability_rankers and not row.is_first_stage:
+            row.metrics.update(ranking_calibration_metrics(row.rankings, data.qrels))
 
 
 def _with_fused_rows(

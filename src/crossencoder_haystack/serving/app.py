@@ -82,6 +82,7 @@ def create_app(
     max_length: int | None = None,
     batch_size: int = 16,
     model_name: str | None = None,
+    batcher_factory: Callable[[Callable[[int, int, float], None]], DynamicBatcher[RerankJob]] | None = None,
 ) -> FastAPI:
     """
     Creates the rerank service app; the model loads when the app starts (its lifespan), not here.
@@ -102,6 +103,10 @@ def create_app(
     :param max_length: Tokens of query plus passage the model sees; `None` uses the model's limit.
     :param batch_size: Pairs per forward pass.
     :param model_name: The model name `GET /info` reports.
+    :param batcher_factory: Builds the request queue in front of the model, given the metrics' batch callback
+        `on_batch(jobs, documents, seconds)`; it must offer `DynamicBatcher`'s `reserve`, `start`, `stop`, `accepting`
+        and `depth`. `None`: a `DynamicBatcher` over the model with `limits` (Ray Serve replicas pass a queue that
+        batches with `@serve.batch`, see `crossencoder_haystack.distributed`).
     :returns: The FastAPI app.
     """
     limits = limits or ServiceLimits()
@@ -112,12 +117,16 @@ def create_app(
     )
     key = api_key.resolve_value() if isinstance(api_key, Secret) else api_key
     metrics = ServiceMetrics(queue_depth=lambda: batcher.depth)
-    batcher: DynamicBatcher[RerankJob] = DynamicBatcher(
-        served.rank_batch,
-        max_queue=limits.max_queue,
-        batch_window_ms=limits.batch_window_ms,
-        max_batch_documents=limits.max_batch_documents,
-        on_batch=metrics.observe_batch,
+    batcher: DynamicBatcher[RerankJob] = (
+        batcher_factory(metrics.observe_batch)
+        if batcher_factory is not None
+        else DynamicBatcher(
+            served.rank_batch,
+            max_queue=limits.max_queue,
+            batch_window_ms=limits.batch_window_ms,
+            max_batch_documents=limits.max_batch_documents,
+            on_batch=metrics.observe_batch,
+        )
     )
 
     @asynccontextmanager

@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
 
 _DEFAULTS = ServiceLimits()
@@ -107,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Seconds per request, queueing included; then 504, and the model stops scoring it (default: %(default)s).",
     )
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_engine_arguments(parser, unit="replica")
     parser.set_defaults(func=_serve)
 
 
@@ -126,6 +128,11 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         return _usage_error(error)
+    engine_options = ray_options(args, unit="replica")
+    if args.engine == "ray":  # N replicas on Ray Serve, batched by @serve.batch; the same API, key and limits
+        from crossencoder_haystack.distributed import serve_on_ray as serve
+    else:
+        engine_options["log_level"] = args.log_level
     try:
         serve(
             args.model,
@@ -139,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             num_threads=args.num_threads,
             model_name=args.model_name,
-            log_level=args.log_level,
+            **engine_options,
             **_model_options(args),
         )
     except AuthConfigurationError as error:  # found before the model loads

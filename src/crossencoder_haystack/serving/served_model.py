@@ -1,8 +1,9 @@
 """The model behind the rerank service: one cross-encoder, answering rerank jobs with `CrossEncoderRanker`.
 
 A job's scores are exactly what `CrossEncoderRanker(activation="sigmoid", split_long_documents=True,
-aggregation="max")` returns for the same query and texts: long texts are scored passage by passage and ranked by
-their best passage. A job that asks for truncation goes to a second ranker over the same model directory with
+aggregation="max")` returns for the same query and texts (with `activation="calibrated"`, P(relevant), when the
+model directory carries a `calibration.json` from `rerank calibrate`): long texts are scored passage by passage and
+ranked by their best passage. A job that asks for truncation goes to a second ranker over the same model directory with
 `split_long_documents=False`, which lets the model cut each (query, text) pair at `max_length` tokens; that ranker
 loads its own copy of the weights on the first such job.
 
@@ -25,6 +26,7 @@ from haystack import Document
 from haystack.utils import ComponentDevice
 
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+from haystack_integrations.components.rankers.crossencoder.calibration import has_calibration
 
 LongTexts = Literal["split", "truncate"]
 _Group = tuple[LongTexts, bool]  # (long_texts, raw_scores): jobs alike in both can share a model call
@@ -149,7 +151,7 @@ class ServedModel:
             "backend": backend,
             "device": device,
             "token": None,
-            "activation": "sigmoid",
+            "activation": "calibrated" if has_calibration(self.model) else "sigmoid",
             "aggregation": "max",
             "max_length": max_length,
             "batch_size": batch_size,
@@ -263,7 +265,7 @@ class ServedModel:
             queries=[piece.query for piece in pieces],
             documents=[piece.documents for piece in pieces],
             top_k=max(len(piece.documents) for piece in pieces),
-            activation="identity" if raw_scores else "sigmoid",
+            activation="identity" if raw_scores else self._ranker_parameters["activation"],
         )["documents"]
 
     def _documents(self, job: RerankJob) -> list[Document]:

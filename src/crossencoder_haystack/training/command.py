@@ -1,8 +1,13 @@
-"""`rerank train` and `rerank mine`: parse arguments and call `train(...)` / `mine_hard_negatives(...)`."""
+"""`rerank train` and `rerank mine`: parse arguments and call `train(...)` / `mine_hard_negatives(...)`.
+
+`rerank distill` is registered here too; its arguments live in `distill_command.py`.
+"""
 
 import argparse
 
+from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.training.base_model import HEADS
+from crossencoder_haystack.training.distill_command import register_distill
 from crossencoder_haystack.training.mining import RETRIEVERS, SAMPLES
 
 
@@ -56,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--check-split", default="test", help="BEIR split of --check-data")
     parser.add_argument("--check-max-queries", type=int, help="score at most this many --check-data queries")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="at the end, calibrate the scores on the held-out queries (as rerank calibrate does), so the model "
+        "returns P(relevant)",
+    )
     parser.set_defaults(func=_train)
 
     parser = subparsers.add_parser(
@@ -97,7 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mixed: half the hardest, half random from the rest of the list (default); top; random",
     )
     parser.add_argument("--seed", type=int, default=42)
+    add_engine_arguments(parser)
     parser.set_defaults(func=_mine)
+
+    register_distill(subparsers)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -123,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
         check_data=args.check_data,
         check_split=args.check_split,
         check_max_queries=args.check_max_queries,
+        calibrate=args.calibrate,
     )
     return 130 if result.interrupted else 0
 
@@ -130,6 +145,9 @@ def _train(args: argparse.Namespace) -> int:
 def _mine(args: argparse.Namespace) -> int:
     from crossencoder_haystack.training.mining import mine_hard_negatives
 
+    engine_options = ray_options(args)
+    if args.engine == "ray":  # embedding and BM25 on Ray; the same rows
+        from crossencoder_haystack.distributed import mine_hard_negatives
     rows = mine_hard_negatives(
         args.queries,
         args.corpus,
@@ -145,6 +163,7 @@ def _mine(args: argparse.Namespace) -> int:
         output_format=args.output_format,
         sample=args.sample,
         seed=args.seed,
+        **engine_options,
     )
     print(f"Wrote {len(rows)} {args.output_format} rows to {args.output}")
     return 0

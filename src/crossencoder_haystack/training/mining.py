@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from haystack import logging
 
@@ -43,6 +43,21 @@ class MiningInput:
     queries: dict[str, str]
     corpus: dict[str, str]
     positives: dict[str, set[str]] = field(default_factory=dict)
+
+
+class MiningEngine(Protocol):
+    """
+    Where mining's two heavy steps run; None runs them in this process. `crossencoder_haystack.distributed`'s
+    `RayMiningEngine` runs them on a Ray actor pool. An engine returns exactly what the local steps return.
+    """
+
+    def embed(self, model: str, texts: list[str], *, batch_size: int, model_kwargs: dict[str, Any]) -> Any:
+        """What `embed_texts(embedding_model(model, model_kwargs), texts, batch_size)` returns: one row per text."""
+        ...
+
+    def bm25(self, corpus: dict[str, str], queries: dict[str, str], top_k: int) -> dict[str, list[tuple[str, float]]]:
+        """`BM25Index(corpus).search(query, top_k)` for every query: query id -> [(document id, score), ...]."""
+        ...
 
 
 def document_text(record: dict[str, Any]) -> str:
@@ -141,6 +156,7 @@ def mine_hard_negatives(
     seed: int = 42,
     batch_size: int = 64,
     show_progress: bool = True,
+    engine: MiningEngine | None = None,
 ) -> list[dict[str, Any]]:
     """
     Mine hard negatives for queries with known positives and return (and optionally write) training rows.
@@ -177,6 +193,8 @@ def mine_hard_negatives(
     :param seed: Seed for the random choices.
     :param batch_size: Embedding batch size.
     :param show_progress: Show progress bars while embedding.
+    :param engine: Where embedding and BM25 retrieval run (e.g. `RayMiningEngine` of
+        `crossencoder_haystack.distributed`); None runs them here. The rows are the same either way.
     :returns: The rows, in the shape `output_format` names (readable by `load_training_data` and `train`).
     """
     if output_format not in ("pairs", "triplets", "lists"):
@@ -196,7 +214,7 @@ def mine_hard_negatives(
         raise ValueError(msg)
     data = _mining_input(queries, corpus, split)
     candidates, similarity, first_stage = _candidates(
-        data, retriever, model, top_n + skip_top, batch_size, show_progress
+        data, retriever, model, top_n + skip_top, batch_size, show_progress, engine
     )
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
@@ -252,21 +270,46 @@ Similarity = Callable[[str], dict[str, float]]  # query id -> {document id: embe
 
 
 def _candidates(
-    data: MiningInput, retriever: str, model: str | Path | None, top_k: int, batch_size: int, show_progress: bool
+    data: MiningInput,
+    retriever: str,
+    model: str | Path | None,
+    top_k: int,
+    batch_size: int,
+    show_progress: bool,
+    engine: MiningEngine | None = None,
 ) -> tuple[Candidates, Similarity | None, Candidates]:
     """
     Each query's ranked candidates, the embedding similarities for the guard (None for BM25 alone), and the run of
     the first stage a pipeline would fuse with (BM25 unless only the embedding model retrieves).
     """
     if retriever == "bm25":
-        bm25 = _bm25_candidates(data, top_k)
+        bm25 = _bm25_candidates(data, top_k, engine)
         return bm25, None, bm25
-    embedded = _EmbeddedCorpus(data, model, batch_size, show_progress)
+    embedded = _EmbeddedCorpus(data, model, batch_size, show_progress, engine)
     dense = embedded.candidates(top_k)
     if retriever == "embedding":
         return dense, embedded.similarity, dense
-    bm25 = _bm25_candidates(data, top_k)
+    bm25 = _bm25_candidates(data, top_k, engine)
     return _fuse_candidates(dense, bm25), embedded.similarity, bm25
+
+
+def retrieve_candidates(
+    data: MiningInput,
+    *,
+    retriever: Retriever = "hybrid",
+    model: str | Path | None = None,
+    top_n: int = 100,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> dict[str, list[str]]:
+    """
+    Each query's first-stage candidates, best first: BM25's and the embedding model's top `top_n` together
+    (`"hybrid"`, ordered by reciprocal-rank sum) or one of them; what `mine_hard_negatives` draws from.
+
+    :returns: Query id -> candidate document ids.
+    """
+    candidates, _, _ = _candidates(data, retriever, model, top_n, batch_size, show_progress)
+    return {query_id: [doc_id for doc_id, _ in ranked] for query_id, (ranked, _) in candidates.items()}
 
 
 FIRST_STAGE_SUFFIX = ".first_stage.json"
@@ -329,25 +372,33 @@ def _sample(pool: list[tuple[str, float]], count: int, sample: str, rng: random.
 class _EmbeddedCorpus:
     """The corpus and the queries embedded once: dense candidates and query-document similarities."""
 
-    def __init__(self, data: MiningInput, model: str | Path | None, batch_size: int, show_progress: bool) -> None:
-        from sentence_transformers import SentenceTransformer
-
+    def __init__(
+        self,
+        data: MiningInput,
+        model: str | Path | None,
+        batch_size: int,
+        show_progress: bool,
+        engine: MiningEngine | None = None,
+    ) -> None:
         from crossencoder_haystack.training.base_model import declared_prefixes, resolve_base_model
 
         source = resolve_base_model(model or None)
         local = Path(source).expanduser().is_dir()
-        encoder = SentenceTransformer(source, device="cpu", local_files_only=local, model_kwargs=_fast_dtype())
         # the prefixes CrossEncoderRanker and `train` put before queries and documents (e5: "query: ", "passage: ")
         prefixes = declared_prefixes(source) if local else {"query": "", "document": ""}
         self.doc_ids = list(data.corpus)
         self.query_ids = list(data.queries)
         self.index = {doc_id: position for position, doc_id in enumerate(self.doc_ids)}
         self.row = {query_id: position for position, query_id in enumerate(self.query_ids)}
-        kwargs = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True}
         texts = [prefixes["document"] + data.corpus[doc_id] for doc_id in self.doc_ids]
-        self.documents = encoder.encode(texts, show_progress_bar=show_progress, **kwargs).float()
         queries = [prefixes["query"] + data.queries[qid] for qid in self.query_ids]
-        self.queries = encoder.encode(queries, show_progress_bar=False, **kwargs).float()
+        if engine is None:
+            encoder = embedding_model(source, _fast_dtype())
+            self.documents = embed_texts(encoder, texts, batch_size, show_progress)
+            self.queries = embed_texts(encoder, queries, batch_size)
+        else:
+            self.documents = engine.embed(source, texts, batch_size=batch_size, model_kwargs=_fast_dtype())
+            self.queries = engine.embed(source, queries, batch_size=batch_size, model_kwargs=_fast_dtype())
         self.positives = data.positives
 
     def candidates(self, top_k: int) -> Candidates:
@@ -367,6 +418,21 @@ class _EmbeddedCorpus:
         return dict(zip(self.doc_ids, scores, strict=True))
 
 
+def embedding_model(source: str, model_kwargs: dict[str, Any], device: str = "cpu") -> Any:
+    """The sentence-transformers encoder mining embeds with (a local directory loads from its files only)."""
+    from sentence_transformers import SentenceTransformer
+
+    local = Path(source).expanduser().is_dir()
+    return SentenceTransformer(source, device=device, local_files_only=local, model_kwargs=model_kwargs)
+
+
+def embed_texts(encoder: Any, texts: list[str], batch_size: int, show_progress: bool = False) -> Any:
+    """Normalised float32 embeddings of `texts` (a tensor, one row per text)."""
+    return encoder.encode(
+        texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=show_progress
+    ).float()
+
+
 def _fast_dtype() -> dict[str, Any]:
     """bf16 weights where the CPU multiplies bf16 natively: about twice as fast, the same negatives in practice."""
     import torch
@@ -376,18 +442,33 @@ def _fast_dtype() -> dict[str, Any]:
     return {"dtype": torch.bfloat16} if cpu_has_fast_bf16() else {}
 
 
-def _bm25_candidates(data: MiningInput, top_k: int) -> Candidates:
-    from haystack import Document
-    from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
-    from haystack.document_stores.in_memory import InMemoryDocumentStore
+class BM25Index:
+    """Haystack's in-memory BM25 over a corpus (document id -> text): where mining's BM25 candidates come from."""
 
-    store = InMemoryDocumentStore()
-    store.write_documents([Document(id=doc_id, content=text) for doc_id, text in data.corpus.items()])
-    retriever = InMemoryBM25Retriever(store, top_k=top_k)
+    def __init__(self, corpus: dict[str, str]) -> None:
+        from haystack import Document
+        from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+        from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+        store = InMemoryDocumentStore()
+        store.write_documents([Document(id=doc_id, content=text) for doc_id, text in corpus.items()])
+        self._retriever = InMemoryBM25Retriever(store)
+
+    def search(self, query: str, top_k: int) -> list[tuple[str, float]]:
+        """The `top_k` best documents for `query`: [(document id, BM25 score), ...], best first."""
+        documents = self._retriever.run(query=query, top_k=top_k)["documents"]
+        return [(document.id, float(document.score or 0.0)) for document in documents]
+
+
+def _bm25_candidates(data: MiningInput, top_k: int, engine: MiningEngine | None = None) -> Candidates:
+    if engine is None:
+        index = BM25Index(data.corpus)
+        rankings = {query_id: index.search(query, top_k) for query_id, query in data.queries.items()}
+    else:
+        rankings = engine.bm25(data.corpus, data.queries, top_k)
     candidates: Candidates = {}
-    for query_id, query in data.queries.items():
-        documents = retriever.run(query=query)["documents"]
-        ranked = [(document.id, float(document.score or 0.0)) for document in documents]
+    for query_id in data.queries:
+        ranked = rankings[query_id]
         known = data.positives.get(query_id, set())
         candidates[query_id] = (ranked, [score for doc_id, score in ranked if doc_id in known])
     return candidates

@@ -46,6 +46,7 @@ class TrainingResult:
     anchor: Any = None  # bi-encoder recipe: the `AnchorChoice` (interpolation weight and its metrics)
     check_name: str | None = None  # the check collection's name, when `check_data` was given
     fusion: Any = None  # bi-encoder recipe: the `FusionTuning` with the first stage, when `rerank mine` saved one
+    calibration: Any = None  # the `CalibrationResult`, when `calibrate=True` fitted one on the held-out queries
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def train(
     check_split: str = "test",
     check_max_queries: int | None = None,
     anchor_weights: Sequence[float] | None = None,
+    calibrate: bool = False,
 ) -> TrainingResult:
     """
     Fine-tune a cross-encoder reranker and save it as a sentence-transformers CrossEncoder directory.
@@ -153,6 +155,9 @@ def train(
     :param check_max_queries: Score at most this many `check_data` queries (the first ones).
     :param anchor_weights: Interpolation weights between the start (0) and the tuned weights (1) to choose from
         (bi-encoder recipe); None uses `DEFAULT_ANCHOR_WEIGHTS`.
+    :param calibrate: After training, fit a calibration (`rerank calibrate`) on the held-out evaluation queries,
+        measured on 30% of them kept apart, and store it in the model directory: `CrossEncoderRanker` then returns
+        P(relevant). Those queries also chose the checkpoint, so the held-out numbers are slightly optimistic.
     :returns: A `TrainingResult` with the output directory, loss, activation and before/after metrics.
     """
     _check_positive("batch_size", batch_size)
@@ -175,9 +180,12 @@ def train(
         train_data, evaluation_data = train_data.split_by_query(eval_fraction, seed)
     else:
         evaluation_data = None
+    if calibrate and (evaluation_data is None or len(evaluation_data.queries) < 2):
+        msg = "calibrate=True needs at least 2 held-out queries: pass eval_data, or an eval_fraction that keeps some."
+        raise ValueError(msg)
 
     if bi_encoder:
-        return _train_bi_encoder(
+        result = _train_bi_encoder(
             train_data,
             evaluation_data,
             output,
@@ -197,6 +205,7 @@ def train(
             check_max_queries=check_max_queries,
             anchor_weights=anchor_weights,
         )
+        return _calibrated(result, evaluation_data, show_progress) if calibrate else result
     epochs = 1.0 if epochs is None else epochs
     import torch
     import transformers
@@ -313,6 +322,25 @@ def train(
     write_model_card(output_dir, result, train_data, evaluation_data, hyper_parameters)
     if show_progress:
         print_summary(result)
+    return _calibrated(result, evaluation_data, show_progress) if calibrate else result
+
+
+def _calibrated(result: TrainingResult, evaluation_data: TrainingData | None, show_progress: bool) -> TrainingResult:
+    """The result, with a calibration fitted on the held-out queries and stored with the model (a warning if not)."""
+    import logging
+
+    from crossencoder_haystack.calibration import calibrate
+    from crossencoder_haystack.calibration.pairs import pairs_from_training_data
+
+    assert evaluation_data is not None  # checked before training
+    if result.interrupted:
+        return result
+    try:
+        result.calibration = calibrate(
+            result.output_dir, pairs_from_training_data(evaluation_data), show_progress=show_progress
+        )
+    except ValueError as error:
+        logging.getLogger(__name__).warning("The model is saved, but not calibrated: %s", error)
     return result
 
 

@@ -1,5 +1,6 @@
 from haystack_integrations.components.rankers.crossencoder.activations import ACTIVATIONS, apply_activation
 from haystack_integrations.components.rankers.crossencoder.aggregation import AGGREGATIONS, aggregate_scores
+from haystack_integrations.components.rankers.crossencoder.cascade import CascadeRanker
 from haystack_integrations.components.rankers.crossencoder.fallback import FallbackRanker
 from haystack_integrations.components.rankers.crossencoder.fusion import (
     FUSION_FILE,
@@ -20,6 +21,7 @@ __all__ = [
     "AGGREGATIONS",
     "FUSIONS",
     "FUSION_FILE",
+    "CascadeRanker",
     "CrossEncoderRanker",
     "FallbackRanker",
     "ModelNotAvailableError",

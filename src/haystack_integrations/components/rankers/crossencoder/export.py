@@ -8,6 +8,7 @@ so we export with `torch.onnx.export` and quantize with onnxruntime directly. Th
     DIR/onnx/model[_O2][_qint8_avx2].onnx   or   DIR/openvino/openvino_model[_qint8_static].xml + .bin
     DIR/crossencoder_export.json            the manifest: per backend, the file to load, max_length, activation
     DIR/crossencoder_haystack.json          copied from the model: how the ranker uses it (scorer, prefixes, fusion)
+    DIR/calibration.json                    copied from the model, if it has one (`rerank calibrate`)
 
 Two kinds of model export, each to the graph its scorer runs:
 
@@ -52,6 +53,7 @@ from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring im
     is_bi_encoder_directory,
     load_bi_encoder,
 )
+from haystack_integrations.components.rankers.crossencoder.calibration import CALIBRATION_FILE
 from haystack_integrations.components.rankers.crossencoder.model_loading import (
     ModelNotAvailableError,
     load_cross_encoder,
@@ -232,6 +234,7 @@ def export_cross_encoder(
     output.mkdir(parents=True, exist_ok=True)
     _write_model_files(cross_encoder.save, output, keep_code_references=trust_remote_code)
     _copy_reranker_config(model, output)
+    _copy_calibration(model, output)
     tokenizer, limit = cross_encoder.tokenizer, int(cross_encoder.max_seq_length)
     with tempfile.TemporaryDirectory(prefix="crossencoder-export-") as scratch:
         onnx_file = _export_onnx(cross_encoder, Path(scratch) / "model.onnx")
@@ -308,6 +311,7 @@ def export_bi_encoder(
     output.mkdir(parents=True, exist_ok=True)
     _write_model_files(encoder.save, output, keep_code_references=trust_remote_code)
     _copy_reranker_config(directory, output, scorer=_BI_ENCODER)
+    _copy_calibration(directory, output)
     prefixes = declared_prefixes(output)
     limit = int(encoder.max_seq_length)
     texts = [prefixes.get("query_prefix", "") + query for query, _ in calibration_pairs or []]
@@ -432,6 +436,17 @@ def _write_model_files(save: Callable[[str], Any], output: Path, keep_code_refer
                 _copy_json_without_auto_map(path, target)
             else:
                 shutil.copyfile(path, target)
+
+
+def _copy_calibration(model: str | Path, output: Path) -> None:
+    """
+    Copy the model's `calibration.json` (logit -> P(relevant), from `rerank calibrate`): the export computes the same
+    logits up to what its precision moves them, which the ranker checks with the file's probe pairs.
+    """
+    source = Path(model).expanduser() / CALIBRATION_FILE
+    target = output / CALIBRATION_FILE
+    if source.is_file() and not (target.is_file() and target.resolve() == source.resolve()):
+        shutil.copyfile(source, target)
 
 
 def _copy_reranker_config(model: str | Path, output: Path, scorer: str | None = None) -> None:

@@ -14,12 +14,20 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_integrations.components.preprocessors.crossencoder import PASSAGE_META_KEYS, is_passage, split_document
-from haystack_integrations.components.rankers.crossencoder.activations import (
-    apply_activation,
-    validate_activation,
-    validate_scale,
-)
+from haystack_integrations.components.rankers.crossencoder.activations import apply_activation, validate_scale
 from haystack_integrations.components.rankers.crossencoder.aggregation import aggregate_scores, validate_aggregation
+from haystack_integrations.components.rankers.crossencoder.calibration import (
+    CALIBRATED,
+    PROBE_QUERY,
+    PROBE_TEXTS,
+    Calibration,
+    check_calibrated_scale,
+    check_probe,
+    missing_calibration_error,
+    read_calibration,
+    uses_calibration,
+    validate_ranker_activation,
+)
 from haystack_integrations.components.rankers.crossencoder.fusion import (
     fuse_scores,
     read_fusion_defaults,
@@ -127,7 +135,7 @@ class CrossEncoderRanker:
         document_suffix: str = "",
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
-        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        activation: Literal["sigmoid", "identity", "tanh", "calibrated"] | None = None,
         scale: float = 1.0,
         scale_score: bool | None = None,
         score_threshold: float | None = None,
@@ -176,8 +184,11 @@ class CrossEncoderRanker:
         :param embedding_separator:
             The separator between meta values and the content.
         :param activation:
-            How a logit becomes a score: `"sigmoid"` (0..1), `"identity"` (the raw logit) or `"tanh"` (-1..1).
-            `None` uses the activation the model's own configuration declares (sigmoid if it declares none).
+            How a logit becomes a score: `"sigmoid"` (0..1), `"identity"` (the raw logit), `"tanh"` (-1..1) or
+            `"calibrated"` (P(relevant), from the model directory's `calibration.json` written by `rerank calibrate`;
+            in passage mode the parent's aggregated logit is calibrated). `None` uses `"calibrated"` when the model
+            directory carries a calibration (and `scale` is 1), else the activation the model's own configuration
+            declares (sigmoid if it declares none); it is resolved at `warm_up` and serialized as `None`.
         :param scale:
             The logit is multiplied by `scale` before the activation; with sigmoid or tanh a scale > 1 spreads
             scores apart. Must be > 0.
@@ -271,7 +282,9 @@ class CrossEncoderRanker:
             raise ValueError(msg)
         _check_truncation(truncation)
         if activation is not None:
-            validate_activation(activation)
+            validate_ranker_activation(activation)
+        if activation == CALIBRATED:
+            check_calibrated_scale(validate_scale(scale))
         if scale_score is not None and activation is not None and activation != _activation_of(scale_score):
             msg = (
                 f"scale_score={scale_score} contradicts activation={activation!r}. "
@@ -316,6 +329,7 @@ class CrossEncoderRanker:
 
         self._scorer: PairScorer | None = None
         self._model_activation: str | None = None
+        self._calibration: Calibration | None = None
         self._model_fusion: dict[str, Any] = {}
         self._warm_up_lock = threading.Lock()
 
@@ -334,6 +348,7 @@ class CrossEncoderRanker:
             if self._scorer is not None:
                 return
             model_fusion = self._read_model_fusion()
+            calibration = self._read_model_calibration()
             scorer = load_pair_scorer(
                 self.model,
                 backend=self.backend,
@@ -351,7 +366,10 @@ class CrossEncoderRanker:
                 truncation=self.truncation,
                 precision=self.precision,
             )
+            if calibration is not None:
+                check_probe(calibration, scorer.logits(PROBE_QUERY, list(PROBE_TEXTS)), self.model)
             self._model_activation = scorer.declared_activation or "sigmoid"
+            self._calibration = calibration
             self._model_fusion = model_fusion
             self._scorer = scorer
 
@@ -361,6 +379,26 @@ class CrossEncoderRanker:
             return {}
         directory = Path(self.model).expanduser()
         return read_fusion_defaults(directory) if directory.is_dir() else {}
+
+    def _read_model_calibration(self) -> Calibration | None:
+        """The model directory's calibration when this ranker scores with it (see `uses_calibration`), else None."""
+        if not uses_calibration(self.model, self.activation, self.scale, self.scale_score):
+            return None
+        directory = Path(self.model).expanduser()
+        calibration = read_calibration(directory) if directory.is_dir() else None
+        if calibration is None:
+            raise missing_calibration_error(self.model)
+        return calibration
+
+    @property
+    def outputs_probabilities(self) -> bool:
+        """Whether `run` returns calibrated probabilities by default (known without loading the model)."""
+        if not uses_calibration(self.model, self.activation, self.scale, self.scale_score):
+            return False
+        weight = self.first_stage_weight
+        if weight is None:
+            weight = self._read_model_fusion().get("first_stage_weight", 0.0)
+        return not weight
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -434,7 +472,7 @@ class CrossEncoderRanker:
         documents: list[Document],
         top_k: int | None = None,
         score_threshold: float | None = None,
-        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        activation: Literal["sigmoid", "identity", "tanh", "calibrated"] | None = None,
         scale: float | None = None,
         scale_score: bool | None = None,
         first_stage_weight: float | None = None,
@@ -457,7 +495,7 @@ class CrossEncoderRanker:
         :param score_threshold:
             Only documents with a score >= this value are returned; overrides the init value (also when 0.0).
         :param activation:
-            `"sigmoid"`, `"identity"` or `"tanh"`; overrides the init value.
+            `"sigmoid"`, `"identity"`, `"tanh"` or `"calibrated"`; overrides the init value.
         :param scale:
             The factor applied to logits before the activation; overrides the init value.
         :param scale_score:
@@ -492,7 +530,7 @@ class CrossEncoderRanker:
         documents: list[list[Document]],
         top_k: int | None = None,
         score_threshold: float | None = None,
-        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        activation: Literal["sigmoid", "identity", "tanh", "calibrated"] | None = None,
         scale: float | None = None,
         scale_score: bool | None = None,
         first_stage_weight: float | None = None,
@@ -517,7 +555,7 @@ class CrossEncoderRanker:
         :param score_threshold:
             Only documents with a score >= this value are returned; overrides the init value.
         :param activation:
-            `"sigmoid"`, `"identity"` or `"tanh"`; overrides the init value.
+            `"sigmoid"`, `"identity"`, `"tanh"` or `"calibrated"`; overrides the init value.
         :param scale:
             The factor applied to logits before the activation; overrides the init value.
         :param scale_score:
@@ -566,7 +604,7 @@ class CrossEncoderRanker:
         documents: list[Document],
         top_k: int | None = None,
         score_threshold: float | None = None,
-        activation: Literal["sigmoid", "identity", "tanh"] | None = None,
+        activation: Literal["sigmoid", "identity", "tanh", "calibrated"] | None = None,
         scale: float | None = None,
         scale_score: bool | None = None,
         first_stage_weight: float | None = None,
@@ -585,7 +623,7 @@ class CrossEncoderRanker:
         :param score_threshold:
             Only documents with a score >= this value are returned; overrides the init value.
         :param activation:
-            `"sigmoid"`, `"identity"` or `"tanh"`; overrides the init value.
+            `"sigmoid"`, `"identity"`, `"tanh"` or `"calibrated"`; overrides the init value.
         :param scale:
             The factor applied to logits before the activation; overrides the init value.
         :param scale_score:
@@ -631,7 +669,7 @@ class CrossEncoderRanker:
             top_k = _check_top_k(top_k)
         _check_score_threshold(score_threshold)
         if activation is not None:
-            validate_activation(activation)
+            validate_ranker_activation(activation)
         if scale_score is not None:
             if activation is not None and activation != _activation_of(scale_score):
                 msg = f"scale_score={scale_score} contradicts activation={activation!r}; pass only one of them."
@@ -657,9 +695,17 @@ class CrossEncoderRanker:
         weight = parameters.first_stage_weight
         if weight is None:
             weight = self._model_fusion.get("first_stage_weight", 0.0)
+        activation = parameters.activation or self.activation
+        if activation is None:
+            default = self._calibration is not None and self.scale_score is None and parameters.scale == 1.0
+            activation = CALIBRATED if default else self._model_activation or "sigmoid"
+        if activation == CALIBRATED:
+            if self._calibration is None:
+                raise missing_calibration_error(self.model)
+            check_calibrated_scale(parameters.scale)
         return replace(
             parameters,
-            activation=parameters.activation or self.activation or self._model_activation or "sigmoid",
+            activation=activation,
             first_stage_weight=weight,
             fusion=parameters.fusion or self._model_fusion.get("fusion", _DEFAULT_FUSION),
         )
@@ -672,8 +718,12 @@ class CrossEncoderRanker:
         parameters: _RunParameters,
     ) -> list[Document]:
         """One query's result: aggregate passages, fuse with the first stage, sort, threshold and cut."""
-        if not self.return_passages and (parents is not None or any(is_passage(u.document) for u in units)):
+        aggregate = not self.return_passages and (parents is not None or any(is_passage(u.document) for u in units))
+        if aggregate:
             scored = _aggregate_to_parents(scored, parents or {}, self.aggregation)
+        if parameters.activation == CALIBRATED:
+            assert self._calibration is not None  # checked in `_complete_run_parameters`
+            scored = _calibrated(scored, self._calibration, aggregated=aggregate)
         if parameters.first_stage_weight:
             scored = _fuse(scored, parameters.first_stage_weight, parameters.fusion or _DEFAULT_FUSION)
         scored.sort(key=lambda item: (item.score is None, -(item.score or 0.0), item.retrieval_rank))
@@ -738,7 +788,9 @@ class CrossEncoderRanker:
         for (_, units), query_texts, query_distinct, query_logits in zip(
             requests, texts, distinct, logits, strict=True
         ):
-            activated = apply_activation(query_logits, activation, scale).tolist() if query_distinct else []
+            # Calibrated scores are computed from the (aggregated) logits in `_rank`.
+            plain = "identity" if activation == CALIBRATED else activation
+            activated = apply_activation(query_logits, plain, scale).tolist() if query_distinct else []
             score_of = dict(zip(query_distinct, activated, strict=True))
             scored.append(
                 [
@@ -933,6 +985,24 @@ def _aggregate_to_parents(scored: list[_Scored], parents: dict[str, _Candidate],
             )
         )
     return aggregated
+
+
+def _calibrated(scored: list[_Scored], calibration: Calibration, aggregated: bool) -> list[_Scored]:
+    """
+    Logits mapped to P(relevant). An aggregated parent's logit (e.g. its best passage's, with `max`) is mapped as
+    one, and so is its `best_passage_score`.
+    """
+    logits = [item.score for item in scored if item.score is not None]
+    probability = dict(zip(logits, calibration.probabilities(logits).tolist(), strict=True))
+    calibrated = []
+    for item in scored:
+        document, meta = item.document, item.document.meta
+        if aggregated and "passages_scored" in meta and isinstance(meta.get("best_passage_score"), float):
+            best = calibration.probabilities(meta["best_passage_score"]).item()
+            document = replace(document, meta={**meta, "best_passage_score": best})
+        score = None if item.score is None else probability[item.score]
+        calibrated.append(replace(item, document=document, score=score))
+    return calibrated
 
 
 def _rebuild_parent(source_id: str, passages: list[_Scored]) -> Document:
