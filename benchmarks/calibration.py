@@ -54,7 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--scifact-model", default=str(SCIFACT_MODEL))
-    parser.add_argument("--hr-model", help="the HR reranker directory (default: the demo's cached starter model)")
+    parser.add_argument("--hr-model", help="the HR reranker directory (default: the demo's cached starter models)")
+    parser.add_argument(
+        "--hr-bases",
+        default="multilingual,minilm",
+        help="without --hr-model, the demo's starter model of each of these bases (multilingual: the demo's default)",
+    )
     parser.add_argument("--collections", default="scifact,hr", help="which of scifact and hr to measure")
     parser.add_argument(
         "--max-queries", type=int, help="a quick check of the script: the first N SciFact train and test queries only"
@@ -72,7 +77,10 @@ def main() -> None:
             Path(args.data_root) / "scifact", Path(args.scifact_model), args.max_queries
         )
     if "hr" in collections:
-        report["collections"]["HR candidate search"] = _hr(args.hr_model)
+        if args.hr_model:
+            report["collections"]["HR candidate search"] = _hr(Path(args.hr_model))
+        for base in [] if args.hr_model else args.hr_bases.split(","):
+            report["collections"][f"HR candidate search ({base} starter)"] = _hr(_starter_model(base))
     report["minutes"] = round((time.monotonic() - started) / 60, 1)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -141,10 +149,9 @@ def _bm25_run(
 # --- HR ---------------------------------------------------------------------------------------------------------
 
 
-def _hr(model: str | None) -> dict[str, Any]:
+def _hr(directory: Path) -> dict[str, Any]:
     from crossencoder_haystack.demo.dataset import cv_documents, load_hr_dataset
 
-    directory = Path(model) if model else _starter_model()
     print(f"\n== HR candidate search: fit on train, measure on test, every CV, model {directory}", flush=True)
     splits = {}
     for split in ("train", "test"):
@@ -158,7 +165,7 @@ def _hr(model: str | None) -> dict[str, Any]:
     return _measure("HR", directory, splits["train"], splits["test"], passages=True)
 
 
-def _starter_model() -> Path:
+def _starter_model(base: str) -> Path:
     from crossencoder_haystack.demo.starter_model import (
         build_starter_model,
         is_starter_model,
@@ -166,10 +173,15 @@ def _starter_model() -> Path:
         starter_recipe,
     )
 
-    directory = starter_model_dir(base="minilm")
+    directory = starter_model_dir(base=base)
     if not is_starter_model(directory):
-        print(f"  building the demo's starter model into {directory} (once)", flush=True)
-        build_starter_model(directory, recipe=starter_recipe("minilm"))
+        print(f"  building the demo's {base} starter model into {directory} (once)", flush=True)
+        base_model = None
+        if base == "multilingual":  # the demo's default: fine-tuned from the converted multilingual-e5-small
+            from crossencoder_haystack.multilingual import convert_multilingual_model
+
+            base_model = convert_multilingual_model().path
+        build_starter_model(directory, base_model=base_model, recipe=starter_recipe(base))
     return directory
 
 
