@@ -9,11 +9,10 @@ from haystack import Document
 
 from crossencoder_haystack.cli import main
 from crossencoder_haystack.export import default_output_dir, read_calibration_pairs
-from haystack_integrations.components.rankers.crossencoder import (
-    CrossEncoderRanker,
-    ModelNotAvailableError,
-    read_fusion_defaults,
-    write_fusion_defaults,
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, ModelNotAvailableError
+from haystack_integrations.components.rankers.crossencoder._engine.openvino_backend import (
+    OpenVinoForward,
+    openvino_config,
 )
 from haystack_integrations.components.rankers.crossencoder.export import (
     MANIFEST_NAME,
@@ -22,7 +21,7 @@ from haystack_integrations.components.rankers.crossencoder.export import (
     read_manifest,
     validate_export_options,
 )
-from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward, openvino_config
+from haystack_integrations.components.rankers.crossencoder.fusion import read_fusion_defaults, write_fusion_defaults
 from tests.test_scoring import build_tiny_pooled_cross_encoder
 
 TEXTS = [

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from haystack_integrations.components.rankers.crossencoder.model_loading import (
+from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     KNOWN_HEADS,
     configured_activation,
     known_head_classes,

@@ -7,14 +7,14 @@ import pytest
 from haystack import Document, Pipeline
 
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-from haystack_integrations.components.rankers.crossencoder import precision as precision_module
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS
-from haystack_integrations.components.rankers.crossencoder.precision import (
+from haystack_integrations.components.rankers.crossencoder._engine import precision as precision_module
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.precision import (
     PRECISIONS,
     check_precision,
     resolve_precision,
 )
-from haystack_integrations.components.rankers.crossencoder.scoring import TokenizedPairScorer, load_pair_scorer
+from haystack_integrations.components.rankers.crossencoder._engine.scoring import TokenizedPairScorer, load_pair_scorer
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # e.g. AMD EPYC (Zen 2/3)
 AMX = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16", "amx_int8"})  # Intel Sapphire Rapids and later

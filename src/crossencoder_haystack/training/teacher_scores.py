@@ -123,7 +123,7 @@ def load_teacher(
     :raises ValueError: If `backend` is unknown.
     """
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
     from haystack_integrations.components.rankers.crossencoder.export import read_manifest
 
     if backend not in TEACHER_BACKENDS:

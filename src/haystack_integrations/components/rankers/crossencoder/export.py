@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 from haystack import logging
 
-from haystack_integrations.components.rankers.crossencoder.activations import activation_from_torch_module
-from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+from haystack_integrations.components.rankers.crossencoder._engine.activations import activation_from_torch_module
+from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
     RERANKER_CONFIG_FILE,
     ExportedSentenceEncoder,
     declared_activation,
@@ -53,12 +53,12 @@ from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring im
     is_bi_encoder_directory,
     load_bi_encoder,
 )
-from haystack_integrations.components.rankers.crossencoder.calibration import CALIBRATION_FILE
-from haystack_integrations.components.rankers.crossencoder.model_loading import (
+from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
     load_cross_encoder,
 )
-from haystack_integrations.components.rankers.crossencoder.precision import cpu_flags
+from haystack_integrations.components.rankers.crossencoder._engine.precision import cpu_flags
+from haystack_integrations.components.rankers.crossencoder.calibration import CALIBRATION_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -641,7 +641,7 @@ def _check_bi_encoder_onnx(path: Path, encoder: Any) -> None:
     Raise if the exported graph, fed as the ranker feeds it (`ExportedSentenceEncoder`: our tokenization, padded
     length-sorted batches), does not reproduce `SentenceTransformer.encode` (which also checks the tokenization).
     """
-    from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+    from haystack_integrations.components.rankers.crossencoder._engine.onnx_backend import OnnxForward
 
     texts = [_PROBE_QUERY, *_PROBE_TEXTS]
     expected = encoder.encode(texts, batch_size=2, convert_to_numpy=True, normalize_embeddings=True)

@@ -14,8 +14,14 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_integrations.components.preprocessors.crossencoder import PASSAGE_META_KEYS, is_passage, split_document
-from haystack_integrations.components.rankers.crossencoder.activations import apply_activation, validate_scale
-from haystack_integrations.components.rankers.crossencoder.aggregation import aggregate_scores, validate_aggregation
+from haystack_integrations.components.rankers.crossencoder._engine.activations import apply_activation, validate_scale
+from haystack_integrations.components.rankers.crossencoder._engine.aggregation import (
+    aggregate_scores,
+    validate_aggregation,
+)
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.precision import check_precision
+from haystack_integrations.components.rankers.crossencoder._engine.scoring import PairScorer, load_pair_scorer
 from haystack_integrations.components.rankers.crossencoder.calibration import (
     CALIBRATED,
     PROBE_QUERY,
@@ -34,9 +40,6 @@ from haystack_integrations.components.rankers.crossencoder.fusion import (
     validate_first_stage_weight,
     validate_fusion,
 )
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS
-from haystack_integrations.components.rankers.crossencoder.precision import check_precision
-from haystack_integrations.components.rankers.crossencoder.scoring import PairScorer, load_pair_scorer
 
 logger = logging.getLogger(__name__)
 

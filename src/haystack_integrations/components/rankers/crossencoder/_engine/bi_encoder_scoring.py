@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from haystack_integrations.components.rankers.crossencoder.activations import ACTIVATIONS
-from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import EncodedPair
-from haystack_integrations.components.rankers.crossencoder.precision import cast_module, module_precision
+from haystack_integrations.components.rankers.crossencoder._engine.activations import ACTIVATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import EncodedPair
+from haystack_integrations.components.rankers.crossencoder._engine.precision import cast_module, module_precision
 
 RERANKER_CONFIG_FILE = "crossencoder_haystack.json"
 _SAFE_MODULE_PREFIX = "sentence_transformers."
@@ -197,7 +197,7 @@ class ExportedSentenceEncoder:
     ```python
     from transformers import AutoTokenizer
 
-    from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+    from haystack_integrations.components.rankers.crossencoder._engine.onnx_backend import OnnxForward
 
     encoder = ExportedSentenceEncoder(OnnxForward("DIR/onnx/model.onnx"), AutoTokenizer.from_pretrained("DIR"), 256)
     scorer = BiEncoderPairScorer(encoder)

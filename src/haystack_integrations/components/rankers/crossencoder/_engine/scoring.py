@@ -22,19 +22,18 @@ from typing import Any, Protocol
 import numpy as np
 from haystack import logging
 
-from haystack_integrations.components.rankers.crossencoder.activations import (
+from haystack_integrations.components.rankers.crossencoder._engine.activations import (
     ACTIVATIONS,
     activation_from_torch_module,
 )
-from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
-from haystack_integrations.components.rankers.crossencoder.export import find_exported_model, read_manifest
-from haystack_integrations.components.rankers.crossencoder.model_loading import (
+from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
     is_cached_on_hub,
     load_cross_encoder,
 )
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS, PairEncoder
-from haystack_integrations.components.rankers.crossencoder.precision import (
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS, PairEncoder
+from haystack_integrations.components.rankers.crossencoder._engine.precision import (
     cast_module,
     check_precision,
     dtype_in_kwargs,
@@ -42,7 +41,8 @@ from haystack_integrations.components.rankers.crossencoder.precision import (
     precision_reason,
     resolve_precision,
 )
-from haystack_integrations.components.rankers.crossencoder.score_cache import CachingPairScorer, ScoreCache
+from haystack_integrations.components.rankers.crossencoder._engine.score_cache import CachingPairScorer, PairScoreCache
+from haystack_integrations.components.rankers.crossencoder.export import find_exported_model, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -309,12 +309,12 @@ def load_pair_scorer(
             precision=precision,
         )
     if cache_size > 0:
-        return CachingPairScorer(scorer, ScoreCache(cache_size), identity)
+        return CachingPairScorer(scorer, PairScoreCache(cache_size), identity)
     return scorer
 
 
 def _is_local_bi_encoder(model: str) -> bool:
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
 
     path = Path(model).expanduser()
     return path.is_dir() and is_bi_encoder_directory(path)
@@ -334,7 +334,7 @@ def _load_bi_encoder_scorer(
     precision: str | None = None,
 ) -> tuple[PairScorer, str]:
     """A sentence-transformers bi-encoder directory: query and documents encoded separately, cosine as the logit."""
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
         BiEncoderPairScorer,
         declared_activation,
         declared_prefixes,
@@ -521,11 +521,11 @@ def _load_exported_scorer(
     int8 = _is_int8_export(directory, model_file, recorded)
     used = _exported_precision(precision, backend, model_file, int8)
     if backend == "onnx":
-        from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+        from haystack_integrations.components.rankers.crossencoder._engine.onnx_backend import OnnxForward
 
         forward: Forward = OnnxForward(model_file, num_threads=num_threads)
     else:
-        from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward
+        from haystack_integrations.components.rankers.crossencoder._engine.openvino_backend import OpenVinoForward
 
         hint = _openvino_hint(precision, used)
         forward = OpenVinoForward(model_file, num_threads=num_threads, precision=hint)
@@ -575,7 +575,7 @@ def _exported_bi_encoder_scorer(
     max_tokens_per_batch: int | None,
 ) -> PairScorer:
     """An exported bi-encoder (one text -> its embedding): scored by cosine, with the directory's prefixes."""
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
         BiEncoderPairScorer,
         ExportedSentenceEncoder,
         declared_activation,
