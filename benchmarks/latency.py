@@ -417,7 +417,8 @@ def _grid(kind: str, model: Path, work_dir: Path, args, calibration) -> list[Spe
 
 def _export(model: Path, work_dir: Path, backend: str, quantize: str | None, calibration) -> tuple[Path, str]:
     """(directory, how it is quantized): `model` exported for `backend` (cached under `work_dir`)."""
-    from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder, read_manifest
+    from crossencoder_haystack.export.exporting import export_cross_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.manifest import read_manifest
 
     directory = work_dir / "-".join(part for part in (model.name, backend, quantize) if part)
     recorded = read_manifest(directory).get(backend)

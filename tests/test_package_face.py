@@ -90,3 +90,26 @@ def test_a_model_saved_with_the_public_head_path_loads(tmp_path, minilm_tokenize
 
     assert isinstance(model[1], SegmentCosineScore)
     assert model.trust_remote_code is False
+
+
+def test_the_export_moved_to_the_tooling_and_its_old_module_still_imports():
+    import crossencoder_haystack.export as export_package
+    from crossencoder_haystack.export import exporting
+    from haystack_integrations.components.rankers.crossencoder._engine import manifest
+
+    assert export_package.export_cross_encoder is exporting.export_cross_encoder
+    assert export_package.read_manifest is manifest.read_manifest
+    old = importlib.import_module(f"{PACKAGE}.export")
+    with pytest.warns(DeprecationWarning, match="crossencoder_haystack.export.exporting"):
+        assert old.export_cross_encoder is exporting.export_cross_encoder
+    with pytest.warns(DeprecationWarning, match=f"{PACKAGE}._engine.manifest"):
+        assert old.find_exported_model is manifest.find_exported_model
+
+
+def test_export_bi_encoder_takes_only_the_export_options(tmp_path):
+    from crossencoder_haystack.export import export_bi_encoder
+
+    with pytest.raises(TypeError, match="quantise"):
+        export_bi_encoder(tmp_path, tmp_path / "out", quantise="avx2")
+    with pytest.raises(ValueError, match="not a local sentence-transformers bi-encoder"):
+        export_bi_encoder(tmp_path, tmp_path / "out", backend="onnx")

@@ -331,7 +331,7 @@ class TestParameters:
 class TestExportedPrecision:
     @pytest.fixture(scope="class")
     def onnx_dir(self, tmp_path_factory, tiny_model_path):
-        from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
+        from crossencoder_haystack.export.exporting import export_cross_encoder
 
         directory = tmp_path_factory.mktemp("onnx_precision")
         export_cross_encoder(tiny_model_path, directory, backend="onnx")
@@ -359,7 +359,7 @@ class TestExportedPrecision:
         import openvino as ov
         import openvino.properties.hint as hints
 
-        from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
+        from crossencoder_haystack.export.exporting import export_cross_encoder
 
         export_cross_encoder(tiny_model_path, tmp_path, backend="openvino")
         _pretend_cpu(monkeypatch, AMX)

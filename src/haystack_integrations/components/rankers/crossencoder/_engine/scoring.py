@@ -27,6 +27,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.activations i
     activation_from_torch_module,
 )
 from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.manifest import find_exported_model, read_manifest
 from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
     is_cached_on_hub,
@@ -42,7 +43,6 @@ from haystack_integrations.components.rankers.crossencoder._engine.precision imp
     resolve_precision,
 )
 from haystack_integrations.components.rankers.crossencoder._engine.score_cache import CachingPairScorer, PairScoreCache
-from haystack_integrations.components.rankers.crossencoder.export import find_exported_model, read_manifest
 
 logger = logging.getLogger(__name__)
 
