@@ -40,6 +40,7 @@ from haystack_integrations.components.rankers.crossencoder.calibration import (
     validate_ranker_activation,
 )
 from haystack_integrations.components.rankers.crossencoder.fusion import (
+    check_same_length,
     fuse_scores,
     read_fusion_defaults,
     validate_first_stage_weight,
@@ -129,6 +130,8 @@ class CrossEncoderRanker:
     of `SentenceTransformersSimilarityRanker` exactly, on any machine.
     """
 
+    # Longer than 80 lines: the docstring documents each of the 34 parameters (Haystack's convention); the body is
+    # three calls that check them and the attribute assignments.
     def __init__(
         self,
         *,
@@ -276,33 +279,17 @@ class CrossEncoderRanker:
             If a parameter is out of range.
         """
         top_k = _check_top_k(top_k)
-        batch_size = _check_int("batch_size", batch_size, minimum=1)
-        max_length = _check_int("max_length", max_length, minimum=1, none="None (the model's limit)")
-        overlap_tokens = _overlap_tokens(overlap_tokens, passage_overlap_tokens)
-        max_tokens_per_batch = _check_int(
-            "max_tokens_per_batch", max_tokens_per_batch, minimum=1, none="None (fixed batches of batch_size)"
+        batch_size, max_length, overlap_tokens, max_tokens_per_batch, cache_size, num_threads = _checked_sizes(
+            batch_size,
+            max_length,
+            overlap_tokens,
+            passage_overlap_tokens,
+            max_tokens_per_batch,
+            cache_size,
+            num_threads,
         )
-        cache_size = _check_int("cache_size", cache_size, minimum=0, hint=" (0 disables the cache)")
-        num_threads = _check_int("num_threads", num_threads, minimum=1, none="None (the library default)")
-        _check_score_threshold(score_threshold)
-        if first_stage_weight is not None:
-            first_stage_weight = validate_first_stage_weight(first_stage_weight)
-        if fusion is not None:
-            validate_fusion(fusion)
-        if backend not in ("torch", "onnx", "openvino"):
-            msg = f"backend must be 'torch', 'onnx' or 'openvino', got {backend!r}."
-            raise ValueError(msg)
-        _check_truncation(truncation)
-        if activation is not None:
-            validate_ranker_activation(activation)
-        if activation == CALIBRATED:
-            check_calibrated_scale(validate_scale(scale))
-        if scale_score is not None and activation is not None and activation != _activation_of(scale_score):
-            msg = (
-                f"scale_score={scale_score} contradicts activation={activation!r}. "
-                "Pass only `activation`; scale_score is there for SentenceTransformersSimilarityRanker users."
-            )
-            raise ValueError(msg)
+        first_stage_weight = _checked_ranking_options(score_threshold, first_stage_weight, fusion, backend, truncation)
+        _check_activation_options(activation, scale, scale_score)
 
         self.model = str(model)
         self.device = ComponentDevice.resolve_device(device)
@@ -842,12 +829,7 @@ def _check_queries_and_document_lists(queries: Any, documents: Any) -> None:
     if not isinstance(queries, list) or not isinstance(documents, list):
         msg = "queries must be a list of strings and documents a list of document lists (one per query)."
         raise TypeError(msg)
-    if len(queries) != len(documents):
-        msg = (
-            f"queries has {len(queries)} entries but documents has {len(documents)}; pass one list of "
-            "documents per query, in the same order."
-        )
-        raise ValueError(msg)
+    check_same_length("queries", queries, "documents", documents, "one list of documents per query")
     for query, docs in zip(queries, documents, strict=True):
         _check_query_and_documents(query, docs)
 
@@ -890,6 +872,55 @@ def _check_int(name: str, value: Any, minimum: int, none: str | None = None, hin
         msg = f"{name} must be an int >= {minimum}{hint}{alternative}, got {value!r}."
         raise ValueError(msg)
     return int(value)
+
+
+def _checked_sizes(
+    batch_size: Any,
+    max_length: Any,
+    overlap_tokens: Any,
+    passage_overlap_tokens: Any,
+    max_tokens_per_batch: Any,
+    cache_size: Any,
+    num_threads: Any,
+) -> tuple[int, int | None, int, int | None, int, int | None]:
+    """The init's counts as ints, each checked (a ValueError names the first one out of range)."""
+    return (
+        _check_int("batch_size", batch_size, minimum=1),
+        _check_int("max_length", max_length, minimum=1, none="None (the model's limit)"),
+        _overlap_tokens(overlap_tokens, passage_overlap_tokens),
+        _check_int("max_tokens_per_batch", max_tokens_per_batch, minimum=1, none="None (fixed batches of batch_size)"),
+        _check_int("cache_size", cache_size, minimum=0, hint=" (0 disables the cache)"),
+        _check_int("num_threads", num_threads, minimum=1, none="None (the library default)"),
+    )
+
+
+def _checked_ranking_options(
+    score_threshold: Any, first_stage_weight: Any, fusion: Any, backend: Any, truncation: Any
+) -> float | None:
+    """Checks the init's ranking options; returns `first_stage_weight` as a float (or None)."""
+    _check_score_threshold(score_threshold)
+    if first_stage_weight is not None:
+        first_stage_weight = validate_first_stage_weight(first_stage_weight)
+    if fusion is not None:
+        validate_fusion(fusion)
+    if backend not in ("torch", "onnx", "openvino"):
+        msg = f"backend must be 'torch', 'onnx' or 'openvino', got {backend!r}."
+        raise ValueError(msg)
+    _check_truncation(truncation)
+    return first_stage_weight
+
+
+def _check_activation_options(activation: Any, scale: Any, scale_score: Any) -> None:
+    if activation is not None:
+        validate_ranker_activation(activation)
+    if activation == CALIBRATED:
+        check_calibrated_scale(validate_scale(scale))
+    if scale_score is not None and activation is not None and activation != _activation_of(scale_score):
+        msg = (
+            f"scale_score={scale_score} contradicts activation={activation!r}. "
+            "Pass only `activation`; scale_score is there for SentenceTransformersSimilarityRanker users."
+        )
+        raise ValueError(msg)
 
 
 def _overlap_tokens(overlap_tokens: Any, passage_overlap_tokens: Any) -> int:

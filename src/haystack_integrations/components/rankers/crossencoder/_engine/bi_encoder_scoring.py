@@ -33,6 +33,7 @@ import numpy as np
 from haystack_integrations.components.rankers.crossencoder._engine.activations import ACTIVATIONS
 from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
 from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import EncodedPair
+from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer
 from haystack_integrations.components.rankers.crossencoder._engine.precision import cast_module, module_precision
 
 RERANKER_CONFIG_FILE = "crossencoder_haystack.json"
@@ -82,7 +83,7 @@ def declared_activation(path: str | Path) -> str:
     return declared if declared in ACTIVATIONS else "identity"
 
 
-class BiEncoderPairScorer:
+class BiEncoderPairScorer(ManyRequestScorer):
     """
     Scores (query, text) pairs by the cosine of their separately computed embeddings (the `PairScorer` interface).
 
@@ -123,10 +124,6 @@ class BiEncoderPairScorer:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = embedding_cache_size
         self._lock = threading.Lock()
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Cosine similarities, one per text, in the order of `texts`."""
-        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer
+
 CacheKey = tuple[str, str, str]
 
 
@@ -54,7 +56,7 @@ class PairScoreCache:
         return len(self._entries)
 
 
-class CachingPairScorer:
+class CachingPairScorer(ManyRequestScorer):
     """
     Wraps a pair scorer: texts whose logit for this query and model is cached are not sent to the model.
 
@@ -70,10 +72,6 @@ class CachingPairScorer:
         self.tokenizer = scorer.tokenizer
         self.max_length = scorer.max_length
         self.declared_activation = scorer.declared_activation
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Raw logits, one per text, in the order of `texts`; only cache misses reach the model."""
-        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
