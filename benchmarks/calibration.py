@@ -91,7 +91,7 @@ def main() -> None:
 
 def _environment() -> dict[str, Any]:
     from crossencoder_haystack.evaluation.environment import describe_environment
-    from haystack_integrations.components.rankers.crossencoder.precision import REPORTED_CPU_FLAGS, cpu_flags
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import REPORTED_CPU_FLAGS, cpu_flags
 
     environment = describe_environment()
     environment["cpu_flags"] = sorted(set(REPORTED_CPU_FLAGS) & cpu_flags())

@@ -136,7 +136,7 @@ def _ints(text: str) -> list[int]:
 def _environment() -> dict[str, Any]:
     """CPU model, its precision-relevant flags, cores, versions, what precision="auto" picks, the load average."""
     from crossencoder_haystack.evaluation.environment import describe_environment
-    from haystack_integrations.components.rankers.crossencoder.precision import (
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import (
         REPORTED_CPU_FLAGS,
         cpu_flags,
         precision_reason,
@@ -200,7 +200,7 @@ def _default_teacher(data_dir: Path) -> Path:
 
 
 def _is_bi_encoder(model: Path) -> bool:
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
 
     return is_bi_encoder_directory(model)
 

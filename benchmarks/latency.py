@@ -176,7 +176,7 @@ def main() -> None:
 def _environment() -> dict[str, Any]:
     """CPU model, its precision-relevant flags, cores, library versions, what `precision="auto"` picks, the load."""
     from crossencoder_haystack.evaluation.environment import describe_environment
-    from haystack_integrations.components.rankers.crossencoder.precision import (
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import (
         REPORTED_CPU_FLAGS,
         cpu_flags,
         precision_reason,
@@ -383,7 +383,7 @@ def _forget_document_embeddings(ranker: Any) -> None:
 
 def _grid(kind: str, model: Path, work_dir: Path, args, calibration) -> list[Spec]:
     """CrossEncoderRanker at its defaults, then each explicit precision on each installed backend."""
-    from haystack_integrations.components.rankers.crossencoder.precision import resolve_precision
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import resolve_precision
 
     def ours(name: str, export: tuple[str, str | None] | None = None, note: str = "", **kwargs: Any) -> Spec:
         def build() -> Contender:
@@ -417,7 +417,8 @@ def _grid(kind: str, model: Path, work_dir: Path, args, calibration) -> list[Spe
 
 def _export(model: Path, work_dir: Path, backend: str, quantize: str | None, calibration) -> tuple[Path, str]:
     """(directory, how it is quantized): `model` exported for `backend` (cached under `work_dir`)."""
-    from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder, read_manifest
+    from crossencoder_haystack.export.exporting import export_cross_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.manifest import read_manifest
 
     directory = work_dir / "-".join(part for part in (model.name, backend, quantize) if part)
     recorded = read_manifest(directory).get(backend)
@@ -440,7 +441,7 @@ def _export(model: Path, work_dir: Path, backend: str, quantize: str | None, cal
 
 def _variants(model: Path, work_dir: Path, args) -> list[Spec]:
     """Cheaper cross-encoders at the default precision: fewer tokens, fewer layers, a cascade."""
-    from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.model_loading import load_cross_encoder
 
     full = load_cross_encoder(str(model))
     length, layers = int(full.max_seq_length), int(full.transformers_model.config.num_hidden_layers)
@@ -527,7 +528,7 @@ def _first_layers(model: Path, work_dir: Path, keep: int) -> Path:
         return directory
     import torch
 
-    from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.model_loading import load_cross_encoder
 
     cross_encoder = load_cross_encoder(str(model))
     encoder = cross_encoder.transformers_model.base_model.encoder

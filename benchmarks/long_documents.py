@@ -29,7 +29,8 @@ from rich.table import Table
 from transformers import AutoTokenizer
 
 from crossencoder_haystack.data import document_text, load_beir
-from haystack_integrations.components.rankers.crossencoder import AGGREGATIONS, CrossEncoderRanker, aggregate_scores
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+from haystack_integrations.components.rankers.crossencoder._engine.aggregation import AGGREGATIONS, aggregate_scores
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 

@@ -101,7 +101,7 @@ def _write(report: dict, output: Path) -> None:
 
 def _environment() -> dict:
     from crossencoder_haystack.evaluation.environment import describe_environment
-    from haystack_integrations.components.rankers.crossencoder.precision import (
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import (
         REPORTED_CPU_FLAGS,
         cpu_flags,
         resolve_precision,

@@ -74,7 +74,7 @@ def _print_environment() -> None:
     import torch
     import transformers
 
-    from haystack_integrations.components.rankers.crossencoder.precision import REPORTED_CPU_FLAGS, cpu_flags
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import REPORTED_CPU_FLAGS, cpu_flags
 
     model = next(
         (line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")), "?"

@@ -14,15 +14,12 @@ import pytest
 from haystack import Document
 
 from crossencoder_haystack.cli import main
-from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, read_fusion_defaults
-from haystack_integrations.components.rankers.crossencoder import export as export_module
-from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import ExportedSentenceEncoder
-from haystack_integrations.components.rankers.crossencoder.export import (
-    MANIFEST_NAME,
-    auto_quantization_preset,
-    export_cross_encoder,
-    read_manifest,
-)
+from crossencoder_haystack.export import exporting as export_module
+from crossencoder_haystack.export.exporting import auto_quantization_preset, export_cross_encoder
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import ExportedSentenceEncoder
+from haystack_integrations.components.rankers.crossencoder._engine.manifest import MANIFEST_NAME, read_manifest
+from haystack_integrations.components.rankers.crossencoder.fusion import read_fusion_defaults
 
 WORDS = "apple banana cherry grape lemon mango car truck bus train plane boat".split()
 QUERY = "fruit salad with mango"

@@ -222,7 +222,7 @@ def test_declared_prefixes_are_put_before_queries_and_documents(tmp_path):
 
 def test_a_max_length_past_the_encoders_positions_is_capped_not_a_crash(tiny_bi_encoder_path):
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import load_bi_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import load_bi_encoder
 
     model = load_bi_encoder(tiny_bi_encoder_path, device="cpu", max_length=100_000, trust_remote_code=False)
     assert model.max_seq_length == 512  # BertConfig's max_position_embeddings

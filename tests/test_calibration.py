@@ -428,7 +428,7 @@ def test_serve_returns_calibrated_relevance_scores(calibrated_model):
 
 def test_an_onnx_export_keeps_the_calibration(calibrated_model, tmp_path):
     pytest.importorskip("onnxruntime")
-    from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
+    from crossencoder_haystack.export.exporting import export_cross_encoder
 
     export_cross_encoder(str(calibrated_model), tmp_path / "onnx")
     documents = _documents(seed=17, count=6)

@@ -9,20 +9,18 @@ from haystack import Document
 
 from crossencoder_haystack.cli import main
 from crossencoder_haystack.export import default_output_dir, read_calibration_pairs
-from haystack_integrations.components.rankers.crossencoder import (
-    CrossEncoderRanker,
-    ModelNotAvailableError,
-    read_fusion_defaults,
-    write_fusion_defaults,
-)
-from haystack_integrations.components.rankers.crossencoder.export import (
+from crossencoder_haystack.export.exporting import export_cross_encoder, validate_export_options
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, ModelNotAvailableError
+from haystack_integrations.components.rankers.crossencoder._engine.manifest import (
     MANIFEST_NAME,
-    export_cross_encoder,
     find_exported_model,
     read_manifest,
-    validate_export_options,
 )
-from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward, openvino_config
+from haystack_integrations.components.rankers.crossencoder._engine.openvino_backend import (
+    OpenVinoForward,
+    openvino_config,
+)
+from haystack_integrations.components.rankers.crossencoder.fusion import read_fusion_defaults, write_fusion_defaults
 from tests.test_scoring import build_tiny_pooled_cross_encoder
 
 TEXTS = [

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from haystack_integrations.components.rankers.crossencoder import (
+from haystack_integrations.components.rankers.crossencoder.fusion import (
     FUSION_FILE,
     FUSIONS,
     fuse_scores,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from haystack_integrations.components.rankers.crossencoder.model_loading import (
+from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     KNOWN_HEADS,
     configured_activation,
     known_head_classes,
@@ -187,8 +187,8 @@ class TestModelCodeIsNotRun:
 
     def test_the_ranker_and_the_export_load_safely(self, model_copy, payload, tmp_path):
         """`rerank serve` loads through CrossEncoderRanker.warm_up; `rerank export` through export_cross_encoder."""
+        from crossencoder_haystack.export.exporting import export_cross_encoder
         from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-        from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
 
         activation = payload.importable("make_activation")
         _edit_json(model_copy / "config_sentence_transformers.json", activation_fn=activation)

@@ -185,7 +185,7 @@ def test_sentence_transformers_applies_the_e5_prompts(converted):
 
 
 def test_the_ranker_sees_a_bi_encoder_directory(converted):
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
         foreign_module_types,
         is_bi_encoder_directory,
     )

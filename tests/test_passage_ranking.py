@@ -6,7 +6,9 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
 from haystack_integrations.components.preprocessors.crossencoder import PassageSplitter
-from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, aggregate_scores, fuse_scores
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
+from haystack_integrations.components.rankers.crossencoder._engine.aggregation import aggregate_scores
+from haystack_integrations.components.rankers.crossencoder.fusion import fuse_scores
 
 LONG_TEXT = " ".join(
     f"Sentence number {i} talks about {'communication and stakeholder workshops' if i % 7 == 3 else 'other things'}."

@@ -7,14 +7,14 @@ import pytest
 from haystack import Document, Pipeline
 
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-from haystack_integrations.components.rankers.crossencoder import precision as precision_module
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS
-from haystack_integrations.components.rankers.crossencoder.precision import (
+from haystack_integrations.components.rankers.crossencoder._engine import precision as precision_module
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.precision import (
     PRECISIONS,
     check_precision,
     resolve_precision,
 )
-from haystack_integrations.components.rankers.crossencoder.scoring import TokenizedPairScorer, load_pair_scorer
+from haystack_integrations.components.rankers.crossencoder._engine.scoring import TokenizedPairScorer, load_pair_scorer
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # e.g. AMD EPYC (Zen 2/3)
 AMX = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16", "amx_int8"})  # Intel Sapphire Rapids and later
@@ -331,7 +331,7 @@ class TestParameters:
 class TestExportedPrecision:
     @pytest.fixture(scope="class")
     def onnx_dir(self, tmp_path_factory, tiny_model_path):
-        from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
+        from crossencoder_haystack.export.exporting import export_cross_encoder
 
         directory = tmp_path_factory.mktemp("onnx_precision")
         export_cross_encoder(tiny_model_path, directory, backend="onnx")
@@ -359,7 +359,7 @@ class TestExportedPrecision:
         import openvino as ov
         import openvino.properties.hint as hints
 
-        from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
+        from crossencoder_haystack.export.exporting import export_cross_encoder
 
         export_cross_encoder(tiny_model_path, tmp_path, backend="openvino")
         _pretend_cpu(monkeypatch, AMX)

@@ -14,14 +14,9 @@ from haystack.utils import ComponentDevice, Secret
 from sentence_transformers import CrossEncoder
 from torch.nn import Identity
 
-from haystack_integrations.components.rankers.crossencoder import (
-    FUSION_FILE,
-    CrossEncoderRanker,
-    ModelNotAvailableError,
-    apply_activation,
-    fuse_scores,
-    write_fusion_defaults,
-)
+from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, ModelNotAvailableError
+from haystack_integrations.components.rankers.crossencoder._engine.activations import apply_activation
+from haystack_integrations.components.rankers.crossencoder.fusion import FUSION_FILE, fuse_scores, write_fusion_defaults
 
 DOCS = [
     Document(content="Berlin is the capital of Germany.", score=0.9, meta={"lang": "en", "year": 2020}),

@@ -7,18 +7,18 @@ import pytest
 from haystack import Document
 
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import (
+from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import (
     PairEncoder,
     PairTemplate,
     longest_first_lengths,
 )
-from haystack_integrations.components.rankers.crossencoder.passage_selection import (
+from haystack_integrations.components.rankers.crossencoder._engine.passage_selection import (
     query_token_weights,
     select_passage,
 )
-from haystack_integrations.components.rankers.crossencoder.score_cache import CachingPairScorer, ScoreCache
-from haystack_integrations.components.rankers.crossencoder.scoring import (
+from haystack_integrations.components.rankers.crossencoder._engine.score_cache import CachingPairScorer, PairScoreCache
+from haystack_integrations.components.rankers.crossencoder._engine.scoring import (
     PredictPairScorer,
     TokenizedPairScorer,
     TorchForward,
@@ -275,7 +275,7 @@ class TestScoreCache:
         return CachingPairScorer(scorer, cache, identity), forward
 
     def test_a_repeated_query_costs_no_model_work(self, torch_scorer):
-        scorer, forward = self._cached(torch_scorer, ScoreCache(100))
+        scorer, forward = self._cached(torch_scorer, PairScoreCache(100))
         first = scorer.logits("p53", TEXTS)
         assert forward.pairs == len(set(TEXTS))  # a duplicate text is scored once
         second = scorer.logits("p53", list(TEXTS))
@@ -284,7 +284,7 @@ class TestScoreCache:
         np.testing.assert_allclose(first, torch_scorer.logits("p53", TEXTS), atol=1e-6)
 
     def test_a_different_text_query_or_model_is_a_miss(self, torch_scorer):
-        cache = ScoreCache(100)
+        cache = PairScoreCache(100)
         scorer, forward = self._cached(torch_scorer, cache)
         scorer.logits("p53", TEXTS[:3])
         scorer.logits("p53", [*TEXTS[:3], "a new text"])
@@ -296,8 +296,8 @@ class TestScoreCache:
         assert other_forward.pairs == 3
 
     def test_the_cache_is_bounded_lru(self):
-        cache = ScoreCache(2)
-        keys = [ScoreCache.key("m", "q", text) for text in ("a", "b", "c")]
+        cache = PairScoreCache(2)
+        keys = [PairScoreCache.key("m", "q", text) for text in ("a", "b", "c")]
         cache.put(keys[0], 1.0)
         cache.put(keys[1], 2.0)
         assert cache.get(keys[0]) == 1.0  # now "a" is the most recently used
@@ -408,7 +408,7 @@ class TestManyRequests:
     def test_caching_scorer_sends_only_misses_of_all_queries_in_one_call(self, torch_scorer):
         forward = CountingForward(torch_scorer.forward)
         scorer = CachingPairScorer(
-            TokenizedPairScorer(forward, torch_scorer.tokenizer, 128, None), ScoreCache(100), "m"
+            TokenizedPairScorer(forward, torch_scorer.tokenizer, 128, None), PairScoreCache(100), "m"
         )
         scorer.logits("p53 and apoptosis", TEXTS[:2])
         calls, pairs = forward.calls, forward.pairs

@@ -214,7 +214,7 @@ def test_a_cosine_head_model_loads_in_the_ranker_and_other_heads_are_refused(tmp
     from torch.nn import Identity
 
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-    from haystack_integrations.components.rankers.crossencoder.model_loading import uses_only_known_heads
+    from haystack_integrations.components.rankers.crossencoder._engine.model_loading import uses_only_known_heads
 
     bi, _ = tiny_bi_encoder
     base = build_cross_encoder(bi, max_length=32, seed=0)

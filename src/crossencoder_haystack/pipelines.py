@@ -368,7 +368,7 @@ def _ranker(
         max_length=max_length,
         aggregation=aggregation,
         split_long_documents=True,
-        passage_overlap_tokens=overlap_tokens,
+        overlap_tokens=overlap_tokens,
         precision=precision,
     )
     return FallbackRanker(primary=cohere, fallback=local, timeout=cohere_timeout)

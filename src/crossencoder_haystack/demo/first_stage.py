@@ -61,7 +61,7 @@ def fuse_first_stages(dense: list[Document], bm25: list[Document], bm25_weight: 
     :param bm25: The BM25 retriever's documents, best first, with scores.
     :param bm25_weight: BM25's share, in [0, 1].
     """
-    from haystack_integrations.components.rankers.crossencoder import fuse_scores
+    from haystack_integrations.components.rankers.crossencoder.fusion import fuse_scores
 
     documents = {document.id: document for document in [*dense, *bm25]}
     dense_scores = {document.id: document.score for document in dense}

@@ -22,7 +22,10 @@ from typing import Literal
 
 from crossencoder_haystack.demo.starter_model import StarterBase, is_starter_model, starter_model_dir, starter_recipe
 from crossencoder_haystack.pipelines import DEFAULT_RANKER_MODEL
-from haystack_integrations.components.rankers.crossencoder.model_loading import hub_is_reachable, is_cached_on_hub
+from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
+    hub_is_reachable,
+    is_cached_on_hub,
+)
 
 HUB_MODEL = DEFAULT_RANKER_MODEL
 HUB_CHECK_TIMEOUT_SECONDS = 2.0

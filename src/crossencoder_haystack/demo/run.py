@@ -301,7 +301,7 @@ def _metrics_table(metrics: dict[str, dict[str, float]], query_count: int, searc
 
 
 def _reranker_name(ranker: Any) -> str:
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
 
     kind = "bi-encoder reranker" if is_bi_encoder_directory(ranker.model) else "cross-encoder"
     return f"{Path(ranker.model).name} {kind}"

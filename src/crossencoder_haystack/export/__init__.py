@@ -1,35 +1,62 @@
 """Exporting rerankers for fast CPU inference (`rerank export`): ONNX or OpenVINO, optimized, int8-quantized.
 
-The export itself lives with the ranker component (which loads what it writes): `export_cross_encoder` is
-re-exported here. This package adds what the command line needs on top: calibration pairs from a file and a
-default output directory.
+`export_cross_encoder` writes a directory that `CrossEncoderRanker(model=DIR, backend="onnx"|"openvino")` loads
+(the ranker reads its manifest with `read_manifest`, which lives next to the component's loader). This package
+also holds what the command line needs on top: calibration pairs from a file and a default output directory.
 """
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from crossencoder_haystack.export.calibration import read_calibration_pairs
-from crossencoder_haystack.export.command import default_output_dir
+if TYPE_CHECKING:
+    from crossencoder_haystack.export.calibration import read_calibration_pairs
+    from crossencoder_haystack.export.command import default_output_dir
+    from crossencoder_haystack.export.exporting import (
+        AUTO_QUANTIZATION,
+        EXPORT_BACKENDS,
+        OPTIMIZATION_LEVELS,
+        QUANTIZATION_PRESETS,
+        auto_quantization_preset,
+        export_bi_encoder,
+        export_cross_encoder,
+        validate_export_options,
+    )
+    from haystack_integrations.components.rankers.crossencoder._engine.manifest import ExportedModel, read_manifest
 
-_COMPONENT_NAMES = (
+# Imported on first use: `rerank --help` imports this package and must not pay for importing haystack.
+_EXPORTS = {
+    "read_calibration_pairs": "crossencoder_haystack.export.calibration",
+    "default_output_dir": "crossencoder_haystack.export.command",
+    "AUTO_QUANTIZATION": "crossencoder_haystack.export.exporting",
+    "EXPORT_BACKENDS": "crossencoder_haystack.export.exporting",
+    "OPTIMIZATION_LEVELS": "crossencoder_haystack.export.exporting",
+    "QUANTIZATION_PRESETS": "crossencoder_haystack.export.exporting",
+    "auto_quantization_preset": "crossencoder_haystack.export.exporting",
+    "export_bi_encoder": "crossencoder_haystack.export.exporting",
+    "export_cross_encoder": "crossencoder_haystack.export.exporting",
+    "validate_export_options": "crossencoder_haystack.export.exporting",
+    "ExportedModel": "haystack_integrations.components.rankers.crossencoder._engine.manifest",
+    "read_manifest": "haystack_integrations.components.rankers.crossencoder._engine.manifest",
+}
+
+__all__ = [
     "AUTO_QUANTIZATION",
     "EXPORT_BACKENDS",
     "OPTIMIZATION_LEVELS",
     "QUANTIZATION_PRESETS",
     "ExportedModel",
     "auto_quantization_preset",
+    "default_output_dir",
     "export_bi_encoder",
     "export_cross_encoder",
+    "read_calibration_pairs",
     "read_manifest",
-)
-
-__all__ = [*_COMPONENT_NAMES, "default_output_dir", "read_calibration_pairs"]
+    "validate_export_options",
+]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: `rerank --help` imports this package and must not pay for importing haystack.
-    if name in _COMPONENT_NAMES:
-        from haystack_integrations.components.rankers.crossencoder import export
-
-        return getattr(export, name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+    if name not in _EXPORTS:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -68,7 +68,7 @@ def _export(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from crossencoder_haystack.export.calibration import read_calibration_pairs
-    from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder
+    from crossencoder_haystack.export.exporting import export_cross_encoder
 
     console = Console(stderr=True)
     try:
@@ -103,6 +103,6 @@ def _preset(quantize: str | None) -> str | None:
     """The preset `--quantize auto` stands for on this machine (for the default output name); others unchanged."""
     if quantize != "auto":
         return quantize
-    from haystack_integrations.components.rankers.crossencoder.export import auto_quantization_preset
+    from crossencoder_haystack.export.exporting import auto_quantization_preset
 
     return auto_quantization_preset()[0]

@@ -148,7 +148,7 @@ def build_cross_encoder(
     from sentence_transformers.base.modules import Dense, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    from haystack_integrations.components.rankers.crossencoder.model_loading import (
+    from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
         ModelNotAvailableError,
         hub_is_reachable,
         load_cross_encoder,

@@ -283,7 +283,7 @@ def load_base(path: Path, max_length: int) -> Any:
     put the same texts before queries and documents as the ranker does.
     """
     from crossencoder_haystack.training.base_model import declared_prefixes
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import load_bi_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import load_bi_encoder
 
     model = load_bi_encoder(path, device="cpu", max_length=None, trust_remote_code=False)
     model.max_seq_length = min(int(model.max_seq_length), max_length)

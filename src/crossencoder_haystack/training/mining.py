@@ -437,7 +437,7 @@ def _fast_dtype() -> dict[str, Any]:
     """bf16 weights where the CPU multiplies bf16 natively: about twice as fast, the same negatives in practice."""
     import torch
 
-    from haystack_integrations.components.rankers.crossencoder.precision import cpu_has_fast_bf16
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import cpu_has_fast_bf16
 
     return {"dtype": torch.bfloat16} if cpu_has_fast_bf16() else {}
 

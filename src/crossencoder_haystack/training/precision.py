@@ -1,6 +1,6 @@
 """Mixed precision for training: bf16 autocast where the hardware multiplies bf16 natively; weights stay fp32."""
 
-from haystack_integrations.components.rankers.crossencoder.precision import cpu_has_fast_bf16, resolve_precision
+from haystack_integrations.components.rankers.crossencoder._engine.precision import cpu_has_fast_bf16, resolve_precision
 
 
 def training_uses_bf16() -> bool:

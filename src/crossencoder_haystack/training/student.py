@@ -69,7 +69,7 @@ def build_student(
     :raises ValueError: If `layers` is out of range or the model's layers cannot be found.
     """
     from crossencoder_haystack.training.base_model import build_cross_encoder
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
 
     teacher_dir = Path(teacher).expanduser()
     max_length = max_length or configured_max_length(teacher_dir)
@@ -77,7 +77,7 @@ def build_student(
         msg = "layers is required when the student starts from the teacher's layers (e.g. layers=3), or pass a base."
         raise ValueError(msg)
     if base is None and not is_bi_encoder_directory(teacher_dir):
-        from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
+        from haystack_integrations.components.rankers.crossencoder._engine.model_loading import load_cross_encoder
 
         model = load_cross_encoder(str(teacher_dir), max_length=max_length, device="cpu")
         kind, head, source = "teacher layers", "the teacher's", str(teacher_dir)
@@ -152,11 +152,11 @@ def configured_max_length(directory: Path) -> int | None:
 
 def teacher_activation(directory: Path) -> str:
     """The activation the teacher's scores go through: what its directory declares (as `CrossEncoderRanker` reads)."""
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
         declared_activation,
         is_bi_encoder_directory,
     )
-    from haystack_integrations.components.rankers.crossencoder.model_loading import configured_activation
+    from haystack_integrations.components.rankers.crossencoder._engine.model_loading import configured_activation
 
     if is_bi_encoder_directory(directory):
         return declared_activation(directory)

@@ -123,8 +123,8 @@ def load_teacher(
     :raises ValueError: If `backend` is unknown.
     """
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
-    from haystack_integrations.components.rankers.crossencoder.export import read_manifest
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.manifest import read_manifest
 
     if backend not in TEACHER_BACKENDS:
         msg = f"teacher_backend must be one of {', '.join(TEACHER_BACKENDS)}, got {backend!r}."
@@ -156,7 +156,8 @@ def _auto_backend(directory: Path, exported: list[str], bi_encoder: bool) -> str
 def _export_for_scoring(directory: Path, backend: str, export_dir: str | Path | None) -> Path | None:
     """A float32 export of the teacher for `backend` (made once, in `export_dir`); None if exporting fails."""
     from crossencoder_haystack.evaluation.fingerprints import model_fingerprint
-    from haystack_integrations.components.rankers.crossencoder.export import export_cross_encoder, read_manifest
+    from crossencoder_haystack.export.exporting import export_cross_encoder
+    from haystack_integrations.components.rankers.crossencoder._engine.manifest import read_manifest
 
     if export_dir is None:
         return None

@@ -284,7 +284,7 @@ def train(
 
     best = trainer.state.best_model_checkpoint
     if interrupted and best:
-        from haystack_integrations.components.rankers.crossencoder.model_loading import load_cross_encoder
+        from haystack_integrations.components.rankers.crossencoder._engine.model_loading import load_cross_encoder
 
         model = load_cross_encoder(best, device="cpu", activation_fn=model.activation_fn)
     model.activation_fn = torch.nn.Sigmoid() if choice.activation == "sigmoid" else torch.nn.Identity()

@@ -8,7 +8,7 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict, logging
 from haystack.utils import Secret
 
-from .splitting import _check_int, _check_sizes, passage_token_budget, split_document
+from .splitting import check_int, check_passage_sizes, pair_special_tokens, passage_token_budget, split_document
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +78,13 @@ class PassageSplitter:
                 "Pass the cross-encoder's model directory, e.g. PassageSplitter(tokenizer='/models/my-cross-encoder')."
             )
         if max_tokens is not None:
-            _check_sizes(max_tokens, overlap_tokens)
+            check_passage_sizes(max_tokens, overlap_tokens)
         if max_length is not None:
-            _check_int("max_length", max_length, minimum=1)
-        _check_int("overlap_tokens", overlap_tokens, minimum=0)
-        _check_int("max_query_tokens", max_query_tokens, minimum=0)
+            check_int("max_length", max_length, minimum=1)
+        check_int("overlap_tokens", overlap_tokens, minimum=0)
+        check_int("max_query_tokens", max_query_tokens, minimum=0)
         if max_tokens is None and max_length is not None:
-            _check_sizes(passage_token_budget(max_length, max_query_tokens), overlap_tokens)
+            check_passage_sizes(passage_token_budget(max_length, max_query_tokens), overlap_tokens)
         if tokenizer_kwargs is not None and not isinstance(tokenizer_kwargs, dict):
             raise ValueError(f"`tokenizer_kwargs` must be a dict or None, got {type(tokenizer_kwargs).__name__}.")
 
@@ -118,7 +118,7 @@ class PassageSplitter:
                 return
             loaded = self._load_tokenizer()
             budget = self._resolve_budget(loaded)
-            _check_sizes(budget, self.overlap_tokens)
+            check_passage_sizes(budget, self.overlap_tokens)
             self._budget = budget
             self._tokenizer = loaded
 
@@ -168,8 +168,7 @@ class PassageSplitter:
             max_length = loaded.model_max_length
             if not isinstance(max_length, int) or max_length > _SENTINEL_MAX_LENGTH:
                 max_length = _FALLBACK_MAX_LENGTH
-        special_tokens = loaded.num_special_tokens_to_add(pair=True)
-        return passage_token_budget(max_length, self.max_query_tokens, special_tokens=special_tokens)
+        return passage_token_budget(max_length, self.max_query_tokens, special_tokens=pair_special_tokens(loaded))
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

@@ -61,6 +61,10 @@ _TEXT_END, _SENTENCE_END, _WORD_END, _TOKEN_END, _NO_CUT = 3, 2, 1, 0, -1
 _RANKS_BEST_FIRST = (_TEXT_END, _SENTENCE_END, _WORD_END, _TOKEN_END)
 
 
+# The smallest passage the ranker splits into when a long query leaves less room (`query_passage_sizes`).
+MIN_QUERY_PASSAGE_TOKENS = 32
+
+
 @dataclass(frozen=True)
 class PassageSpan:
     """
@@ -86,9 +90,9 @@ def passage_token_budget(max_length: int, max_query_tokens: int, special_tokens:
     :param special_tokens: Special tokens the tokenizer adds to a query-passage pair.
     :raises ValueError: If an argument is negative or the budget left for the passage is not positive.
     """
-    _check_int("max_length", max_length, minimum=1)
-    _check_int("max_query_tokens", max_query_tokens, minimum=0)
-    _check_int("special_tokens", special_tokens, minimum=0)
+    check_int("max_length", max_length, minimum=1)
+    check_int("max_query_tokens", max_query_tokens, minimum=0)
+    check_int("special_tokens", special_tokens, minimum=0)
     budget = max_length - max_query_tokens - special_tokens
     if budget <= 0:
         raise ValueError(
@@ -96,6 +100,41 @@ def passage_token_budget(max_length: int, max_query_tokens: int, special_tokens:
             f"{special_tokens} special tokens. Raise max_length or lower max_query_tokens."
         )
     return budget
+
+
+def pair_special_tokens(tokenizer: Any) -> int:
+    """Special tokens `tokenizer` adds to a (query, passage) pair: 3 for BERT's `[CLS] q [SEP] p [SEP]`, 4 for XLM-R."""
+    return int(tokenizer.num_special_tokens_to_add(pair=True))
+
+
+def query_passage_sizes(tokenizer: Any, max_length: int, query_tokens: int, overlap_tokens: int) -> tuple[int, int]:
+    """
+    The passage budget and overlap for one query's pairs: what `CrossEncoderRanker(split_long_documents=True)`
+    splits with. The budget is that of `passage_token_budget` with the tokenizer's own special tokens, as in
+    `PassageSplitter`, for this query's length; the overlap is `overlap_tokens`.
+
+    A query is known only at run time and may be long, so this does not raise where `PassageSplitter` (which
+    reserves `max_query_tokens` up front) does: a query that leaves fewer than `MIN_QUERY_PASSAGE_TOKENS` tokens
+    still gets passages of that many (the pair is then truncated, as it would be unsplit), and if the query leaves
+    no room for the overlap, it is capped at half the budget so that passages advance (the ranker warns once when
+    that holds for every query: `query_passage_overlap_fits`).
+
+    :param tokenizer: The cross-encoder's tokenizer.
+    :param max_length: The cross-encoder's maximum input length in tokens.
+    :param query_tokens: The query's length in tokens, without special tokens.
+    :param overlap_tokens: Tokens shared by consecutive passages, as configured.
+    :returns: `(max_tokens, overlap_tokens)` for `split_document`.
+    """
+    budget = max(MIN_QUERY_PASSAGE_TOKENS, max_length - query_tokens - pair_special_tokens(tokenizer))
+    return budget, overlap_tokens if overlap_tokens < budget else budget // 2
+
+
+def query_passage_overlap_fits(tokenizer: Any, max_length: int, overlap_tokens: int) -> bool:
+    """
+    Whether `overlap_tokens` is smaller than the passage budget of an empty query (see `query_passage_sizes`);
+    where it is not, every query's overlap is capped at half the passage.
+    """
+    return overlap_tokens < query_passage_sizes(tokenizer, max_length, 0, 0)[0]
 
 
 def split_text(text: str, tokenizer: Any, max_tokens: int, overlap_tokens: int = 0) -> list[PassageSpan]:
@@ -113,7 +152,7 @@ def split_text(text: str, tokenizer: Any, max_tokens: int, overlap_tokens: int =
     :raises ValueError: If the sizes are invalid or the tokenizer gives no offsets (a slow tokenizer).
     :raises TypeError: If `text` is not a str.
     """
-    _check_sizes(max_tokens, overlap_tokens)
+    check_passage_sizes(max_tokens, overlap_tokens)
     if not isinstance(text, str):
         raise TypeError(f"split_text expects `text` to be a str, got {type(text).__name__}.")
     if not getattr(tokenizer, "is_fast", False):
@@ -193,16 +232,18 @@ def is_passage(document: Document) -> bool:
     )
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Raise a ValueError naming `name` unless `value` is an int (not a bool) >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"`{name}` must be an integer, got {value!r}.")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
 
 
-def _check_sizes(max_tokens: int, overlap_tokens: int) -> None:
-    _check_int("max_tokens", max_tokens, minimum=1)
-    _check_int("overlap_tokens", overlap_tokens, minimum=0)
+def check_passage_sizes(max_tokens: int, overlap_tokens: int) -> None:
+    """Raise a ValueError unless `max_tokens >= 1` and `0 <= overlap_tokens < max_tokens` (passages must advance)."""
+    check_int("max_tokens", max_tokens, minimum=1)
+    check_int("overlap_tokens", overlap_tokens, minimum=0)
     if overlap_tokens >= max_tokens:
         raise ValueError(
             f"`overlap_tokens` ({overlap_tokens}) must be smaller than the passage budget `max_tokens` "

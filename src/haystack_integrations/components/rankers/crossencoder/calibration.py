@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from haystack_integrations.components.rankers.crossencoder.activations import ACTIVATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.activations import ACTIVATIONS
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = "crossencoder-haystack/calibration"

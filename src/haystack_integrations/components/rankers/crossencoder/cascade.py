@@ -12,7 +12,6 @@ fusion with the first stage apply to the merged list, exactly as `CrossEncoderRa
 """
 
 import asyncio
-import copy
 import math
 import numbers
 from dataclasses import dataclass, replace
@@ -20,10 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from haystack import Document, component, default_from_dict, default_to_dict
-from haystack.core.serialization import component_to_dict
+from haystack import Document, component
 
 from haystack_integrations.components.preprocessors.crossencoder import is_passage
+from haystack_integrations.components.rankers.crossencoder._nested import wrapper_from_dict, wrapper_to_dict
 from haystack_integrations.components.rankers.crossencoder.fusion import (
     fuse_scores,
     read_fusion_defaults,
@@ -151,10 +150,9 @@ class CascadeRanker:
         :returns:
             Dictionary with serialized data.
         """
-        return default_to_dict(
+        return wrapper_to_dict(
             self,
-            student=component_to_dict(self.student, STUDENT),
-            teacher=component_to_dict(self.teacher, TEACHER),
+            {STUDENT: self.student, TEACHER: self.teacher},
             cascade_keep=self.cascade_keep,
             top_k=self.top_k,
             score_threshold=self.score_threshold,
@@ -173,7 +171,7 @@ class CascadeRanker:
         :returns:
             Deserialized component.
         """
-        return default_from_dict(cls, copy.deepcopy(data))
+        return wrapper_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
     def run(

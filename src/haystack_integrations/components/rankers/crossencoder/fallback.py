@@ -1,15 +1,15 @@
 import asyncio
 import concurrent.futures
 import contextvars
-import copy
 import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from haystack import Document, component, default_from_dict, default_to_dict, logging
-from haystack.core.serialization import component_to_dict
+from haystack import Document, component, logging
+
+from haystack_integrations.components.rankers.crossencoder._nested import wrapper_from_dict, wrapper_to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +108,7 @@ class FallbackRanker:
         :returns:
             Dictionary with serialized data.
         """
-        return default_to_dict(
-            self,
-            primary=component_to_dict(self.primary, PRIMARY),
-            fallback=component_to_dict(self.fallback, FALLBACK),
-            timeout=self.timeout,
-        )
+        return wrapper_to_dict(self, {PRIMARY: self.primary, FALLBACK: self.fallback}, timeout=self.timeout)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FallbackRanker":
@@ -126,8 +121,7 @@ class FallbackRanker:
         :returns:
             Deserialized component.
         """
-        # Some rankers' from_dict edit the dict they get; the caller's stays as it was.
-        return default_from_dict(cls, copy.deepcopy(data))
+        return wrapper_from_dict(cls, data)
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict[str, Any]:

@@ -104,12 +104,7 @@ def fuse_scores(
     if isinstance(rrf_k, bool) or not isinstance(rrf_k, numbers.Real) or not math.isfinite(rrf_k) or rrf_k < 0:
         msg = f"rrf_k must be a finite number >= 0 (60 is the usual choice), got {rrf_k!r}."
         raise ValueError(msg)
-    if len(rerank_scores) != len(retrieval_scores):
-        msg = (
-            f"rerank_scores has {len(rerank_scores)} entries but retrieval_scores has {len(retrieval_scores)}; "
-            "pass one of each per document, in the same order."
-        )
-        raise ValueError(msg)
+    check_same_length("rerank_scores", rerank_scores, "retrieval_scores", retrieval_scores, "one of each per document")
     rerank = [_finite_rerank_score(score) for score in rerank_scores]
     if weight == 0.0:
         return rerank
@@ -119,6 +114,13 @@ def fuse_scores(
         (1.0 - weight) * r + weight * f
         for r, f in zip(normalise(list(rerank)), normalise(retrieval), strict=True)  # type: ignore[arg-type]
     ]
+
+
+def check_same_length(name: str, values: Sequence[Any], other_name: str, others: Sequence[Any], what: str) -> None:
+    """Raise a ValueError naming both lists unless they have as many entries; `what` says what to pass instead."""
+    if len(values) != len(others):
+        msg = f"{name} has {len(values)} entries but {other_name} has {len(others)}; pass {what}, in the same order."
+        raise ValueError(msg)
 
 
 def read_fusion_defaults(model_directory: str | Path) -> dict:

@@ -4,6 +4,7 @@ import math
 import numbers
 import threading
 import unicodedata
+import warnings
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -14,8 +15,18 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_integrations.components.preprocessors.crossencoder import PASSAGE_META_KEYS, is_passage, split_document
-from haystack_integrations.components.rankers.crossencoder.activations import apply_activation, validate_scale
-from haystack_integrations.components.rankers.crossencoder.aggregation import aggregate_scores, validate_aggregation
+from haystack_integrations.components.preprocessors.crossencoder.splitting import (
+    query_passage_overlap_fits,
+    query_passage_sizes,
+)
+from haystack_integrations.components.rankers.crossencoder._engine.activations import apply_activation, validate_scale
+from haystack_integrations.components.rankers.crossencoder._engine.aggregation import (
+    aggregate_scores,
+    validate_aggregation,
+)
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.precision import check_precision
+from haystack_integrations.components.rankers.crossencoder._engine.scoring import PairScorer, load_pair_scorer
 from haystack_integrations.components.rankers.crossencoder.calibration import (
     CALIBRATED,
     PROBE_QUERY,
@@ -29,19 +40,16 @@ from haystack_integrations.components.rankers.crossencoder.calibration import (
     validate_ranker_activation,
 )
 from haystack_integrations.components.rankers.crossencoder.fusion import (
+    check_same_length,
     fuse_scores,
     read_fusion_defaults,
     validate_first_stage_weight,
     validate_fusion,
 )
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS
-from haystack_integrations.components.rankers.crossencoder.precision import check_precision
-from haystack_integrations.components.rankers.crossencoder.scoring import PairScorer, load_pair_scorer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
-_MIN_PASSAGE_TOKENS = 32
 _DEFAULT_FUSION = "minmax"
 # Characters that carry no text for the model: controls, format characters (zero-width space/joiners, BOM, soft
 # hyphen), separators and surrogates. Content made only of these (and whitespace) has nothing to score.
@@ -122,6 +130,8 @@ class CrossEncoderRanker:
     of `SentenceTransformersSimilarityRanker` exactly, on any machine.
     """
 
+    # Longer than 80 lines: the docstring documents each of the 34 parameters (Haystack's convention); the body is
+    # three calls that check them and the attribute assignments.
     def __init__(
         self,
         *,
@@ -152,12 +162,13 @@ class CrossEncoderRanker:
         aggregation: str = "max",
         return_passages: bool = False,
         split_long_documents: bool = False,
-        passage_overlap_tokens: int = 32,
+        overlap_tokens: int = 32,
         max_tokens_per_batch: int | None = None,
         cache_size: int = 0,
         num_threads: int | None = None,
         precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto",
         truncation: Literal["longest_first", "query_window"] = "longest_first",
+        passage_overlap_tokens: int | None = None,
     ) -> None:
         """
         Creates an instance of CrossEncoderRanker.
@@ -236,8 +247,10 @@ class CrossEncoderRanker:
         :param split_long_documents:
             If `True`, the ranker splits each document into passages that fit `max_length` together with the
             query (the same splitting as `PassageSplitter`) and scores documents by their passages.
-        :param passage_overlap_tokens:
-            The overlap between neighbouring passages when `split_long_documents` is on.
+        :param overlap_tokens:
+            Tokens shared by neighbouring passages when `split_long_documents` is on, as in `PassageSplitter`.
+            Where the query leaves no room for it in a passage, it is capped at half the passage (see
+            `query_passage_sizes`; `warm_up` warns if that holds for every query).
         :param max_tokens_per_batch:
             A token budget per batch: pairs are sorted by token length and packed into batches of at most this many
             tokens (padding included), so short documents go in large batches and long ones in small. `None` uses
@@ -260,37 +273,23 @@ class CrossEncoderRanker:
             How a (query, document) pair longer than `max_length` tokens is cut: `"longest_first"` (default, as
             sentence-transformers does: the document keeps its first tokens) or `"query_window"` (the document
             keeps its opening and the window of its text that matches the query best).
+        :param passage_overlap_tokens:
+            Deprecated: the old name of `overlap_tokens`; still accepted (with a `DeprecationWarning`) and mapped.
         :raises ValueError:
             If a parameter is out of range.
         """
         top_k = _check_top_k(top_k)
-        batch_size = _check_int("batch_size", batch_size, minimum=1)
-        max_length = _check_int("max_length", max_length, minimum=1, none="None (the model's limit)")
-        passage_overlap_tokens = _check_int("passage_overlap_tokens", passage_overlap_tokens, minimum=0)
-        max_tokens_per_batch = _check_int(
-            "max_tokens_per_batch", max_tokens_per_batch, minimum=1, none="None (fixed batches of batch_size)"
+        batch_size, max_length, overlap_tokens, max_tokens_per_batch, cache_size, num_threads = _checked_sizes(
+            batch_size,
+            max_length,
+            overlap_tokens,
+            passage_overlap_tokens,
+            max_tokens_per_batch,
+            cache_size,
+            num_threads,
         )
-        cache_size = _check_int("cache_size", cache_size, minimum=0, hint=" (0 disables the cache)")
-        num_threads = _check_int("num_threads", num_threads, minimum=1, none="None (the library default)")
-        _check_score_threshold(score_threshold)
-        if first_stage_weight is not None:
-            first_stage_weight = validate_first_stage_weight(first_stage_weight)
-        if fusion is not None:
-            validate_fusion(fusion)
-        if backend not in ("torch", "onnx", "openvino"):
-            msg = f"backend must be 'torch', 'onnx' or 'openvino', got {backend!r}."
-            raise ValueError(msg)
-        _check_truncation(truncation)
-        if activation is not None:
-            validate_ranker_activation(activation)
-        if activation == CALIBRATED:
-            check_calibrated_scale(validate_scale(scale))
-        if scale_score is not None and activation is not None and activation != _activation_of(scale_score):
-            msg = (
-                f"scale_score={scale_score} contradicts activation={activation!r}. "
-                "Pass only `activation`; scale_score is there for SentenceTransformersSimilarityRanker users."
-            )
-            raise ValueError(msg)
+        first_stage_weight = _checked_ranking_options(score_threshold, first_stage_weight, fusion, backend, truncation)
+        _check_activation_options(activation, scale, scale_score)
 
         self.model = str(model)
         self.device = ComponentDevice.resolve_device(device)
@@ -322,7 +321,7 @@ class CrossEncoderRanker:
         self.aggregation = validate_aggregation(aggregation)
         self.return_passages = return_passages
         self.split_long_documents = split_long_documents
-        self.passage_overlap_tokens = passage_overlap_tokens
+        self.overlap_tokens = overlap_tokens
         self.max_tokens_per_batch = max_tokens_per_batch
         self.cache_size = cache_size
         self.num_threads = num_threads
@@ -332,6 +331,16 @@ class CrossEncoderRanker:
         self._calibration: Calibration | None = None
         self._model_fusion: dict[str, Any] = {}
         self._warm_up_lock = threading.Lock()
+
+    @property
+    def passage_overlap_tokens(self) -> int:
+        """Deprecated: the old name of `overlap_tokens`."""
+        warnings.warn(
+            "CrossEncoderRanker.passage_overlap_tokens is deprecated; use overlap_tokens.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.overlap_tokens
 
     def _get_telemetry_data(self) -> dict[str, Any]:
         return {"model": self.model, "backend": self.backend}
@@ -366,12 +375,23 @@ class CrossEncoderRanker:
                 truncation=self.truncation,
                 precision=self.precision,
             )
+            if self.split_long_documents:
+                self._warn_if_the_overlap_does_not_fit(scorer)
             if calibration is not None:
                 check_probe(calibration, scorer.logits(PROBE_QUERY, list(PROBE_TEXTS)), self.model)
             self._model_activation = scorer.declared_activation or "sigmoid"
             self._calibration = calibration
             self._model_fusion = model_fusion
             self._scorer = scorer
+
+    def _warn_if_the_overlap_does_not_fit(self, scorer: PairScorer) -> None:
+        if not query_passage_overlap_fits(scorer.tokenizer, scorer.max_length, self.overlap_tokens):
+            logger.warning(
+                "overlap_tokens={overlap} does not fit the passages of max_length={max_length}; the overlap is "
+                "capped at half a passage. Lower overlap_tokens.",
+                overlap=self.overlap_tokens,
+                max_length=scorer.max_length,
+            )
 
     def _read_model_fusion(self) -> dict[str, Any]:
         """The fusion defaults of a local model directory, needed only for the values the user did not pass."""
@@ -436,7 +456,7 @@ class CrossEncoderRanker:
             aggregation=self.aggregation,
             return_passages=self.return_passages,
             split_long_documents=self.split_long_documents,
-            passage_overlap_tokens=self.passage_overlap_tokens,
+            overlap_tokens=self.overlap_tokens,
             max_tokens_per_batch=self.max_tokens_per_batch,
             cache_size=self.cache_size,
             num_threads=self.num_threads,
@@ -753,8 +773,7 @@ class CrossEncoderRanker:
         assert self._scorer is not None
         tokenizer = self._scorer.tokenizer
         query_tokens = len(tokenizer(self.query_prefix + query + self.query_suffix, add_special_tokens=False).input_ids)
-        max_tokens = max(_MIN_PASSAGE_TOKENS, self._scorer.max_length - query_tokens - 3)
-        overlap = min(self.passage_overlap_tokens, max_tokens // 2)
+        max_tokens, overlap = query_passage_sizes(tokenizer, self._scorer.max_length, query_tokens, self.overlap_tokens)
         units: list[_Candidate] = []
         parents: dict[str, _Candidate] = {}
         for candidate in candidates:
@@ -810,12 +829,7 @@ def _check_queries_and_document_lists(queries: Any, documents: Any) -> None:
     if not isinstance(queries, list) or not isinstance(documents, list):
         msg = "queries must be a list of strings and documents a list of document lists (one per query)."
         raise TypeError(msg)
-    if len(queries) != len(documents):
-        msg = (
-            f"queries has {len(queries)} entries but documents has {len(documents)}; pass one list of "
-            "documents per query, in the same order."
-        )
-        raise ValueError(msg)
+    check_same_length("queries", queries, "documents", documents, "one list of documents per query")
     for query, docs in zip(queries, documents, strict=True):
         _check_query_and_documents(query, docs)
 
@@ -858,6 +872,68 @@ def _check_int(name: str, value: Any, minimum: int, none: str | None = None, hin
         msg = f"{name} must be an int >= {minimum}{hint}{alternative}, got {value!r}."
         raise ValueError(msg)
     return int(value)
+
+
+def _checked_sizes(
+    batch_size: Any,
+    max_length: Any,
+    overlap_tokens: Any,
+    passage_overlap_tokens: Any,
+    max_tokens_per_batch: Any,
+    cache_size: Any,
+    num_threads: Any,
+) -> tuple[int, int | None, int, int | None, int, int | None]:
+    """The init's counts as ints, each checked (a ValueError names the first one out of range)."""
+    return (
+        _check_int("batch_size", batch_size, minimum=1),
+        _check_int("max_length", max_length, minimum=1, none="None (the model's limit)"),
+        _overlap_tokens(overlap_tokens, passage_overlap_tokens),
+        _check_int("max_tokens_per_batch", max_tokens_per_batch, minimum=1, none="None (fixed batches of batch_size)"),
+        _check_int("cache_size", cache_size, minimum=0, hint=" (0 disables the cache)"),
+        _check_int("num_threads", num_threads, minimum=1, none="None (the library default)"),
+    )
+
+
+def _checked_ranking_options(
+    score_threshold: Any, first_stage_weight: Any, fusion: Any, backend: Any, truncation: Any
+) -> float | None:
+    """Checks the init's ranking options; returns `first_stage_weight` as a float (or None)."""
+    _check_score_threshold(score_threshold)
+    if first_stage_weight is not None:
+        first_stage_weight = validate_first_stage_weight(first_stage_weight)
+    if fusion is not None:
+        validate_fusion(fusion)
+    if backend not in ("torch", "onnx", "openvino"):
+        msg = f"backend must be 'torch', 'onnx' or 'openvino', got {backend!r}."
+        raise ValueError(msg)
+    _check_truncation(truncation)
+    return first_stage_weight
+
+
+def _check_activation_options(activation: Any, scale: Any, scale_score: Any) -> None:
+    if activation is not None:
+        validate_ranker_activation(activation)
+    if activation == CALIBRATED:
+        check_calibrated_scale(validate_scale(scale))
+    if scale_score is not None and activation is not None and activation != _activation_of(scale_score):
+        msg = (
+            f"scale_score={scale_score} contradicts activation={activation!r}. "
+            "Pass only `activation`; scale_score is there for SentenceTransformersSimilarityRanker users."
+        )
+        raise ValueError(msg)
+
+
+def _overlap_tokens(overlap_tokens: Any, passage_overlap_tokens: Any) -> int:
+    """`overlap_tokens`, checked; the deprecated `passage_overlap_tokens` replaces it when given."""
+    if passage_overlap_tokens is not None:
+        warnings.warn(
+            "CrossEncoderRanker(passage_overlap_tokens=...) is deprecated; pass overlap_tokens, the name "
+            "PassageSplitter uses for the same setting.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return _check_int("passage_overlap_tokens", passage_overlap_tokens, minimum=0)
+    return _check_int("overlap_tokens", overlap_tokens, minimum=0)
 
 
 def _check_score_threshold(score_threshold: Any) -> None:

@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from haystack_integrations.components.rankers.crossencoder.activations import ACTIVATIONS
-from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import EncodedPair
-from haystack_integrations.components.rankers.crossencoder.precision import cast_module, module_precision
+from haystack_integrations.components.rankers.crossencoder._engine.activations import ACTIVATIONS
+from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import EncodedPair
+from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer
+from haystack_integrations.components.rankers.crossencoder._engine.precision import cast_module, module_precision
 
 RERANKER_CONFIG_FILE = "crossencoder_haystack.json"
 _SAFE_MODULE_PREFIX = "sentence_transformers."
@@ -82,7 +83,7 @@ def declared_activation(path: str | Path) -> str:
     return declared if declared in ACTIVATIONS else "identity"
 
 
-class BiEncoderPairScorer:
+class BiEncoderPairScorer(ManyRequestScorer):
     """
     Scores (query, text) pairs by the cosine of their separately computed embeddings (the `PairScorer` interface).
 
@@ -123,10 +124,6 @@ class BiEncoderPairScorer:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = embedding_cache_size
         self._lock = threading.Lock()
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Cosine similarities, one per text, in the order of `texts`."""
-        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
@@ -197,7 +194,7 @@ class ExportedSentenceEncoder:
     ```python
     from transformers import AutoTokenizer
 
-    from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+    from haystack_integrations.components.rankers.crossencoder._engine.onnx_backend import OnnxForward
 
     encoder = ExportedSentenceEncoder(OnnxForward("DIR/onnx/model.onnx"), AutoTokenizer.from_pretrained("DIR"), 256)
     scorer = BiEncoderPairScorer(encoder)

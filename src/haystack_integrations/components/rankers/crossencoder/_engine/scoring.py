@@ -16,25 +16,27 @@ export as it is (float32, or int8 when it is quantized); OpenVINO gets an infere
 import json
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from haystack import logging
 
-from haystack_integrations.components.rankers.crossencoder.activations import (
+from haystack_integrations.components.rankers.crossencoder._engine.activations import (
     ACTIVATIONS,
     activation_from_torch_module,
 )
-from haystack_integrations.components.rankers.crossencoder.batching import pad_batch, plan_batches
-from haystack_integrations.components.rankers.crossencoder.export import find_exported_model, read_manifest
-from haystack_integrations.components.rankers.crossencoder.model_loading import (
+from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.manifest import find_exported_model, read_manifest
+from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
     is_cached_on_hub,
     load_cross_encoder,
 )
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import TRUNCATIONS, PairEncoder
-from haystack_integrations.components.rankers.crossencoder.precision import (
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS, PairEncoder
+from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer, PairScorer
+from haystack_integrations.components.rankers.crossencoder._engine.precision import (
     cast_module,
     check_precision,
     dtype_in_kwargs,
@@ -42,7 +44,7 @@ from haystack_integrations.components.rankers.crossencoder.precision import (
     precision_reason,
     resolve_precision,
 )
-from haystack_integrations.components.rankers.crossencoder.score_cache import CachingPairScorer, ScoreCache
+from haystack_integrations.components.rankers.crossencoder._engine.score_cache import CachingPairScorer, PairScoreCache
 
 logger = logging.getLogger(__name__)
 
@@ -52,25 +54,7 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-class PairScorer(Protocol):
-    """What the ranker needs from a loaded model."""
-
-    tokenizer: Any
-    max_length: int
-    declared_activation: str | None  # the activation the model's configuration declares, if any
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Raw logits, one per text, in the order of `texts`."""
-        ...
-
-    def logits_many(
-        self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
-    ) -> list[np.ndarray]:
-        """Raw logits for several (query, texts) requests scored in shared batches; one array per request."""
-        ...
-
-
-class TokenizedPairScorer:
+class TokenizedPairScorer(ManyRequestScorer):
     """
     Scores (query, text) pairs with any backend's forward pass: query tokenized once, length-sorted batches.
 
@@ -107,10 +91,6 @@ class TokenizedPairScorer:
         self.encoder = PairEncoder(tokenizer, self.max_length, truncation=truncation)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Raw logits, one per text, in the order of `texts`."""
-        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
@@ -176,7 +156,7 @@ class TorchForward:
         return module_precision(self.cross_encoder)
 
 
-class PredictPairScorer:
+class PredictPairScorer(ManyRequestScorer):
     """
     Scores pairs with `CrossEncoder.predict`: for cross-encoders the fast path does not cover (e.g. ones with
     prompts or a non-classification architecture). Calls are serialized with a lock, like `TokenizedPairScorer`.
@@ -189,10 +169,6 @@ class PredictPairScorer:
         self.max_length = int(cross_encoder.max_seq_length)
         self.declared_activation = activation_from_torch_module(cross_encoder.activation_fn)
         self._lock = threading.Lock()
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Raw logits, one per text, in the order of `texts`."""
-        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
@@ -213,6 +189,24 @@ class PredictPairScorer:
                 convert_to_numpy=True,
             )
         return np.split(np.asarray(scores, dtype=np.float32).reshape(len(pairs)), np.cumsum(sizes)[:-1])
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """How `load_pair_scorer` loads a model and scores with it (its arguments but the model, backend and cache)."""
+
+    device: str
+    batch_size: int
+    max_length: int | None
+    token: str | None
+    trust_remote_code: bool
+    model_kwargs: dict[str, Any] | None
+    tokenizer_kwargs: dict[str, Any] | None
+    config_kwargs: dict[str, Any] | None
+    max_tokens_per_batch: int | None
+    num_threads: int | None
+    truncation: str
+    precision: str | None
 
 
 def load_pair_scorer(
@@ -257,6 +251,33 @@ def load_pair_scorer(
     :raises ValueError: If `backend` is unknown, `precision` does not fit the backend, device or export, or the
         model has more than one output logit.
     """
+    _check_scorer_arguments(backend, truncation, precision, device)
+    settings = ScorerSettings(
+        device=device,
+        batch_size=batch_size,
+        max_length=max_length,
+        token=token,
+        trust_remote_code=trust_remote_code,
+        model_kwargs=model_kwargs,
+        tokenizer_kwargs=tokenizer_kwargs,
+        config_kwargs=config_kwargs,
+        max_tokens_per_batch=max_tokens_per_batch,
+        num_threads=num_threads,
+        truncation=truncation,
+        precision=precision,
+    )
+    if backend != "torch":
+        scorer, identity = _load_exported_scorer(model, backend, settings)
+    elif _is_local_bi_encoder(model):
+        scorer, identity = _load_bi_encoder_scorer(model, settings)
+    else:
+        scorer, identity = _load_torch_scorer(model, settings)
+    if cache_size > 0:
+        return CachingPairScorer(scorer, PairScoreCache(cache_size), identity)
+    return scorer
+
+
+def _check_scorer_arguments(backend: str, truncation: str, precision: str | None, device: str) -> None:
     if backend not in BACKENDS:
         msg = f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}."
         raise ValueError(msg)
@@ -265,138 +286,64 @@ def load_pair_scorer(
         raise ValueError(msg)
     if precision is not None:
         check_precision(precision, backend=backend, device=device)
-    if backend == "torch" and _is_local_bi_encoder(model):
-        scorer, identity = _load_bi_encoder_scorer(
-            model,
-            device=device,
-            batch_size=batch_size,
-            max_length=max_length,
-            trust_remote_code=trust_remote_code,
-            model_kwargs=model_kwargs,
-            tokenizer_kwargs=tokenizer_kwargs,
-            config_kwargs=config_kwargs,
-            num_threads=num_threads,
-            precision=precision,
-        )
-    elif backend == "torch":
-        scorer, identity = _load_torch_scorer(
-            model,
-            device=device,
-            batch_size=batch_size,
-            max_length=max_length,
-            token=token,
-            trust_remote_code=trust_remote_code,
-            model_kwargs=model_kwargs,
-            tokenizer_kwargs=tokenizer_kwargs,
-            config_kwargs=config_kwargs,
-            max_tokens_per_batch=max_tokens_per_batch,
-            num_threads=num_threads,
-            truncation=truncation,
-            precision=precision,
-        )
-    else:
-        scorer, identity = _load_exported_scorer(
-            model,
-            backend=backend,
-            device=device,
-            batch_size=batch_size,
-            max_length=max_length,
-            model_kwargs=model_kwargs,
-            tokenizer_kwargs=tokenizer_kwargs,
-            max_tokens_per_batch=max_tokens_per_batch,
-            num_threads=num_threads,
-            truncation=truncation,
-            precision=precision,
-        )
-    if cache_size > 0:
-        return CachingPairScorer(scorer, ScoreCache(cache_size), identity)
-    return scorer
 
 
 def _is_local_bi_encoder(model: str) -> bool:
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import is_bi_encoder_directory
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import is_bi_encoder_directory
 
     path = Path(model).expanduser()
     return path.is_dir() and is_bi_encoder_directory(path)
 
 
-def _load_bi_encoder_scorer(
-    model: str,
-    *,
-    device: str,
-    batch_size: int,
-    max_length: int | None,
-    trust_remote_code: bool,
-    model_kwargs: dict[str, Any] | None,
-    tokenizer_kwargs: dict[str, Any] | None,
-    config_kwargs: dict[str, Any] | None,
-    num_threads: int | None,
-    precision: str | None = None,
-) -> tuple[PairScorer, str]:
+def _load_bi_encoder_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer, str]:
     """A sentence-transformers bi-encoder directory: query and documents encoded separately, cosine as the logit."""
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
         BiEncoderPairScorer,
         declared_activation,
         declared_prefixes,
         load_bi_encoder,
     )
 
-    if num_threads is not None:
+    if settings.num_threads is not None:
         import torch
 
-        torch.set_num_threads(num_threads)
+        torch.set_num_threads(settings.num_threads)
     encoder = load_bi_encoder(
         Path(model).expanduser(),
-        device=device,
-        max_length=max_length,
-        trust_remote_code=trust_remote_code,
-        model_kwargs=model_kwargs,
-        tokenizer_kwargs=tokenizer_kwargs,
-        config_kwargs=config_kwargs,
-        precision=_torch_target_precision(precision, device, model_kwargs),
+        device=settings.device,
+        max_length=settings.max_length,
+        trust_remote_code=settings.trust_remote_code,
+        model_kwargs=settings.model_kwargs,
+        tokenizer_kwargs=settings.tokenizer_kwargs,
+        config_kwargs=settings.config_kwargs,
+        precision=_torch_target_precision(settings.precision, settings.device, settings.model_kwargs),
     )
-    used = module_precision(encoder)
-    _log_precision(model, precision, used, device, reason=_kept_dtype_reason(precision, model_kwargs))
+    used = _log_torch_precision(model, encoder, settings)
     directory = Path(model).expanduser()
     scorer = BiEncoderPairScorer(
         encoder,
-        batch_size=batch_size,
+        batch_size=settings.batch_size,
         declared_activation=declared_activation(directory),
         **declared_prefixes(directory),
     )
     return scorer, f"bi-encoder|{_model_identity_path(model)}|{scorer.max_length}|{used}"
 
 
-def _load_torch_scorer(
-    model: str,
-    *,
-    device: str,
-    batch_size: int,
-    max_length: int | None,
-    token: str | None,
-    trust_remote_code: bool,
-    model_kwargs: dict[str, Any] | None,
-    tokenizer_kwargs: dict[str, Any] | None,
-    config_kwargs: dict[str, Any] | None,
-    max_tokens_per_batch: int | None,
-    num_threads: int | None,
-    truncation: str,
-    precision: str | None = None,
-) -> tuple[PairScorer, str]:
-    if num_threads is not None:
+def _load_torch_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer, str]:
+    if settings.num_threads is not None:
         import torch
 
-        torch.set_num_threads(num_threads)
-    target = _torch_target_precision(precision, device, model_kwargs)
+        torch.set_num_threads(settings.num_threads)
+    target = _torch_target_precision(settings.precision, settings.device, settings.model_kwargs)
     cross_encoder = load_cross_encoder(
         model,
-        device=device,
-        token=token,
-        trust_remote_code=trust_remote_code,
-        model_kwargs=model_kwargs,
-        processor_kwargs=tokenizer_kwargs,
-        config_kwargs=config_kwargs,
-        max_length=max_length,
+        device=settings.device,
+        token=settings.token,
+        trust_remote_code=settings.trust_remote_code,
+        model_kwargs=settings.model_kwargs,
+        processor_kwargs=settings.tokenizer_kwargs,
+        config_kwargs=settings.config_kwargs,
+        max_length=settings.max_length,
     )
     if cross_encoder.num_labels != 1:
         msg = (
@@ -407,28 +354,27 @@ def _load_torch_scorer(
     if target == "fp32":
         cast_module(cross_encoder, "fp32")  # before the probe: it then compares float32 with float32
     scorer = TokenizedPairScorer(
-        TorchForward(cross_encoder, device),
+        TorchForward(cross_encoder, settings.device),
         cross_encoder.tokenizer,
         max_length=int(cross_encoder.max_seq_length),
         declared_activation=activation_from_torch_module(cross_encoder.activation_fn),
-        batch_size=batch_size,
-        max_tokens_per_batch=max_tokens_per_batch,
-        truncation=truncation,
+        batch_size=settings.batch_size,
+        max_tokens_per_batch=settings.max_tokens_per_batch,
+        truncation=settings.truncation,
     )
     fast_path = _fast_path_reproduces_predict(scorer, cross_encoder)
     if target is not None:
         cast_module(cross_encoder, target)  # after the probe, which checks the input layout, not the precision
-    used = module_precision(cross_encoder)
-    _log_precision(model, precision, used, device, reason=_kept_dtype_reason(precision, model_kwargs))
-    identity = f"torch|{_model_identity_path(model)}|{cross_encoder.max_seq_length}|{truncation}|{used}"
+    used = _log_torch_precision(model, cross_encoder, settings)
+    identity = f"torch|{_model_identity_path(model)}|{cross_encoder.max_seq_length}|{settings.truncation}|{used}"
     if not fast_path:
         logger.warning(
             "The model {model} prepares its inputs in a way the fast path does not reproduce (e.g. prompts or a "
             "chat template); scoring with CrossEncoder.predict, without truncation={truncation} and token budgets.",
             model=model,
-            truncation=truncation,
+            truncation=settings.truncation,
         )
-        return PredictPairScorer(cross_encoder, batch_size=batch_size), identity
+        return PredictPairScorer(cross_encoder, batch_size=settings.batch_size), identity
     return scorer, identity
 
 
@@ -440,6 +386,14 @@ def _torch_target_precision(precision: str | None, device: str, model_kwargs: di
     if precision is None or (precision == "auto" and dtype_in_kwargs(model_kwargs)):
         return None
     return resolve_precision(precision, device)
+
+
+def _log_torch_precision(model: str, module: Any, settings: ScorerSettings) -> str:
+    """Logs what a loaded torch model computes in, and why; returns it (`"fp32"`, `"bf16"` or `"fp16"`)."""
+    used = module_precision(module)
+    reason = _kept_dtype_reason(settings.precision, settings.model_kwargs)
+    _log_precision(model, settings.precision, used, settings.device, reason=reason)
+    return used
 
 
 def _kept_dtype_reason(precision: str | None, model_kwargs: dict[str, Any] | None) -> str | None:
@@ -495,48 +449,35 @@ def _fast_path_reproduces_predict(scorer: TokenizedPairScorer, cross_encoder: An
     return bool(np.allclose(fast, reference, atol=tolerance, rtol=tolerance))
 
 
-def _load_exported_scorer(
-    model: str,
-    *,
-    backend: str,
-    device: str,
-    batch_size: int,
-    max_length: int | None,
-    model_kwargs: dict[str, Any] | None,
-    tokenizer_kwargs: dict[str, Any] | None,
-    max_tokens_per_batch: int | None,
-    num_threads: int | None,
-    truncation: str,
-    precision: str | None = None,
-) -> tuple[PairScorer, str]:
+def _load_exported_scorer(model: str, backend: str, settings: ScorerSettings) -> tuple[PairScorer, str]:
     from transformers import AutoTokenizer
 
-    if not device.startswith("cpu"):
+    if not settings.device.startswith("cpu"):
         logger.warning(
-            "backend={backend} runs on the CPU; device {device} is not used.", backend=backend, device=device
+            "backend={backend} runs on the CPU; device {device} is not used.", backend=backend, device=settings.device
         )
     directory = _local_model_directory(model)
-    model_file = find_exported_model(directory, backend, (model_kwargs or {}).get("file_name"))
+    model_file = find_exported_model(directory, backend, (settings.model_kwargs or {}).get("file_name"))
     recorded = read_manifest(directory).get(backend)
     int8 = _is_int8_export(directory, model_file, recorded)
-    used = _exported_precision(precision, backend, model_file, int8)
+    used = _exported_precision(settings.precision, backend, model_file, int8)
     if backend == "onnx":
-        from haystack_integrations.components.rankers.crossencoder.onnx_backend import OnnxForward
+        from haystack_integrations.components.rankers.crossencoder._engine.onnx_backend import OnnxForward
 
-        forward: Forward = OnnxForward(model_file, num_threads=num_threads)
+        forward: Forward = OnnxForward(model_file, num_threads=settings.num_threads)
     else:
-        from haystack_integrations.components.rankers.crossencoder.openvino_backend import OpenVinoForward
+        from haystack_integrations.components.rankers.crossencoder._engine.openvino_backend import OpenVinoForward
 
-        hint = _openvino_hint(precision, used)
-        forward = OpenVinoForward(model_file, num_threads=num_threads, precision=hint)
+        hint = _openvino_hint(settings.precision, used)
+        forward = OpenVinoForward(model_file, num_threads=settings.num_threads, precision=hint)
         if int8:
             used = f"int8 ({hint} between the int8 layers)"
     reason = "the export is int8-quantized" if int8 else None
-    _log_precision(model, precision, used, "cpu", reason=reason)
+    _log_precision(model, settings.precision, used, "cpu", reason=reason)
     tokenizer = AutoTokenizer.from_pretrained(
-        str(directory), **{"trust_remote_code": False, **(tokenizer_kwargs or {})}
+        str(directory), **{"trust_remote_code": False, **(settings.tokenizer_kwargs or {})}
     )
-    resolved_max_length = max_length or (
+    resolved_max_length = settings.max_length or (
         recorded.max_length if recorded else _configured_max_length(directory, tokenizer)
     )
     if _is_local_bi_encoder(str(directory)):
@@ -546,8 +487,8 @@ def _load_exported_scorer(
             directory,
             max_length=resolved_max_length,
             dimension=recorded.embedding_dimension if recorded else None,
-            batch_size=batch_size,
-            max_tokens_per_batch=max_tokens_per_batch,
+            batch_size=settings.batch_size,
+            max_tokens_per_batch=settings.max_tokens_per_batch,
         )
         return bi_encoder, f"bi-encoder-{backend}|{model_file.resolve()}|{resolved_max_length}|{used}"
     declared_activation = recorded.activation if recorded else _configured_activation(directory)
@@ -556,11 +497,11 @@ def _load_exported_scorer(
         tokenizer,
         max_length=resolved_max_length,
         declared_activation=declared_activation,
-        batch_size=batch_size,
-        max_tokens_per_batch=max_tokens_per_batch,
-        truncation=truncation,
+        batch_size=settings.batch_size,
+        max_tokens_per_batch=settings.max_tokens_per_batch,
+        truncation=settings.truncation,
     )
-    identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{truncation}|{used}"
+    identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{settings.truncation}|{used}"
     return scorer, identity
 
 
@@ -575,7 +516,7 @@ def _exported_bi_encoder_scorer(
     max_tokens_per_batch: int | None,
 ) -> PairScorer:
     """An exported bi-encoder (one text -> its embedding): scored by cosine, with the directory's prefixes."""
-    from haystack_integrations.components.rankers.crossencoder.bi_encoder_scoring import (
+    from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_scoring import (
         BiEncoderPairScorer,
         ExportedSentenceEncoder,
         declared_activation,

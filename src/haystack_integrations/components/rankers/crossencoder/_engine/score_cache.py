@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer
+
 CacheKey = tuple[str, str, str]
 
 
-class ScoreCache:
+class PairScoreCache:
     """A thread-safe LRU map from (model identity, query, text) to a logit, holding at most `max_size` entries."""
 
     def __init__(self, max_size: int) -> None:
@@ -54,7 +56,7 @@ class ScoreCache:
         return len(self._entries)
 
 
-class CachingPairScorer:
+class CachingPairScorer(ManyRequestScorer):
     """
     Wraps a pair scorer: texts whose logit for this query and model is cached are not sent to the model.
 
@@ -63,17 +65,13 @@ class CachingPairScorer:
     :param model_identity: What makes this model's logits differ from another's (path, backend, file, max_length).
     """
 
-    def __init__(self, scorer: Any, cache: ScoreCache, model_identity: str) -> None:
+    def __init__(self, scorer: Any, cache: PairScoreCache, model_identity: str) -> None:
         self.scorer = scorer
         self.cache = cache
         self.model_identity = model_identity
         self.tokenizer = scorer.tokenizer
         self.max_length = scorer.max_length
         self.declared_activation = scorer.declared_activation
-
-    def logits(self, query: str, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """Raw logits, one per text, in the order of `texts`; only cache misses reach the model."""
-        return self.logits_many([(query, texts)], show_progress_bar=show_progress_bar)[0]
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
@@ -83,7 +81,7 @@ class CachingPairScorer:
         missing: dict[CacheKey, list[tuple[int, int]]] = {}
         for r, (query, texts) in enumerate(requests):
             for i, text in enumerate(texts):
-                key = ScoreCache.key(self.model_identity, query, text)
+                key = PairScoreCache.key(self.model_identity, query, text)
                 value = self.cache.get(key) if key not in missing else None
                 if value is None:
                     missing.setdefault(key, []).append((r, i))
@@ -104,3 +102,13 @@ class CachingPairScorer:
                 for r, i in missing[key]:
                     results[r][i] = value
         return results
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ScoreCache":  # its name until it was told apart from the evaluation package's score cache
+        import warnings
+
+        warnings.warn("'ScoreCache' is deprecated; use 'PairScoreCache'.", DeprecationWarning, stacklevel=2)
+        return PairScoreCache
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

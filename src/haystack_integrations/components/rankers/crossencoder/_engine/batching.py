@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from haystack_integrations.components.rankers.crossencoder.pair_encoding import EncodedPair
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import EncodedPair
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int | None = None) -> list[list[int]]:

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from haystack import logging
 
-from haystack_integrations.components.rankers.crossencoder.activations import (
+from haystack_integrations.components.rankers.crossencoder._engine.activations import (
     ACTIVATIONS,
     activation_from_torch_path,
     torch_activation_module,
