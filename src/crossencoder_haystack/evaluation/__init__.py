@@ -12,9 +12,9 @@ import importlib
 from typing import Any
 
 _MODULES = {
-    "EvaluationInterrupted": "sweep",
-    "EvaluationResult": "sweep",
-    "EvaluationRow": "sweep",
+    "EvaluationInterrupted": "results",
+    "EvaluationResult": "results",
+    "EvaluationRow": "results",
     "evaluate": "sweep",
     "ranking_at_k": "sweep",
     "LatencyStats": "latency",
