@@ -204,12 +204,12 @@ def _score_into_cache(
 
     from crossencoder_haystack.evaluation.fingerprints import document_fingerprint
     from crossencoder_haystack.evaluation.rankers import load_ranker
-    from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, ScoreCache
+    from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, EvaluationScoreStore
 
     ranker = load_ranker(spec, dict(ranker_options))
     if ranker is None or ranker.identity is None:
         return  # not cacheable: the local evaluation scores it
-    with ScoreCache(cache_root / SCORE_CACHE_FILE) as cache:
+    with EvaluationScoreStore(cache_root / SCORE_CACHE_FILE) as cache:
         fingerprints = {
             query_id: {doc.id: document_fingerprint(doc) for doc in documents}
             for query_id, documents in candidates.documents.items()

@@ -35,7 +35,7 @@ from crossencoder_haystack.evaluation.metrics import (
 from crossencoder_haystack.evaluation.rankers import RankerUnderTest, load_ranker, with_unique_names
 from crossencoder_haystack.evaluation.report import write_outputs
 from crossencoder_haystack.evaluation.results import EvaluationInterrupted, EvaluationResult, EvaluationRow
-from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, ScoreCache
+from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, EvaluationScoreStore
 from crossencoder_haystack.evaluation.settings import EvaluationSettings, RankerOptions, seeded_sample
 
 __all__ = ["EvaluationInterrupted", "EvaluationResult", "EvaluationRow", "evaluate", "ranking_at_k"]
@@ -80,7 +80,7 @@ class _Timings:
 class _QueryScorer:
     """Scores one query's candidates with one ranker, through the cache, timing sampled queries at every K."""
 
-    def __init__(self, ranker: RankerUnderTest, cache: ScoreCache, ks: list[int]) -> None:
+    def __init__(self, ranker: RankerUnderTest, cache: EvaluationScoreStore, ks: list[int]) -> None:
         self.ranker = ranker
         self.cache = cache
         self.ks = ks
@@ -286,7 +286,7 @@ def _score_queries(
     settings: EvaluationSettings,
 ) -> _Scored:
     """Retrieve each query's candidates at the largest K and score them with every ranker, until done or Ctrl-C."""
-    cache = ScoreCache(settings.cache_root / SCORE_CACHE_FILE)
+    cache = EvaluationScoreStore(settings.cache_root / SCORE_CACHE_FILE)
     scorers = [_QueryScorer(ranker, cache, list(settings.ks)) for ranker in under_test]
     scored = _Scored(scorers)
     try:
