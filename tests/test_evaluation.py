@@ -24,7 +24,7 @@ from crossencoder_haystack.evaluation import (
 )
 from crossencoder_haystack.evaluation.first_stage import build_first_stage, corpus_documents
 from crossencoder_haystack.evaluation.metrics import compare_rankings, evaluate_rankings
-from crossencoder_haystack.evaluation.score_cache import ScoreCache
+from crossencoder_haystack.evaluation.score_cache import EvaluationScoreStore
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
 
 ST_RANKER = (
@@ -169,14 +169,23 @@ def test_ranking_at_k_sorts_by_score_breaks_ties_by_first_stage_rank_and_drops_u
 
 def test_score_cache_persists_scores_and_dropped_documents(tmp_path):
     path = tmp_path / "cache" / "scores.sqlite3"
-    with ScoreCache(path) as cache:
+    with EvaluationScoreStore(path) as cache:
         cache.put("ranker-a", "cats", {"doc-1": 0.5, "doc-2": None})
         cache.put("ranker-a", "cats", {"doc-1": 0.9})  # the first score stays
-    with ScoreCache(path) as cache:
+    with EvaluationScoreStore(path) as cache:
         assert cache.get("ranker-a", "cats", ["doc-1", "doc-2", "doc-3"]) == {"doc-1": 0.5, "doc-2": None}
         assert cache.get("ranker-b", "cats", ["doc-1"]) == {}
         assert cache.get("ranker-a", "dogs", ["doc-1"]) == {}
         assert len(cache) == 2
+
+
+def test_the_score_store_s_former_name_still_imports_with_a_deprecation_warning():
+    import crossencoder_haystack.evaluation.score_cache as score_cache
+
+    with pytest.warns(DeprecationWarning, match="use EvaluationScoreStore"):
+        assert score_cache.ScoreCache is EvaluationScoreStore
+    with pytest.warns(DeprecationWarning):
+        from crossencoder_haystack.evaluation.score_cache import ScoreCache  # noqa: F401
 
 
 def test_latency_stats_summarize_per_query_times():
@@ -527,7 +536,7 @@ def test_a_ranker_whose_settings_cannot_be_read_is_not_cached(animals, tmp_path,
         animals, rankers=[hidden], ks=[4], latency_queries=0, cache_dir=tmp_path / "cache", show_progress=False
     )
     assert result.rankers[0]["identity"] is None
-    with ScoreCache(tmp_path / "cache" / "scores.sqlite3") as cache:
+    with EvaluationScoreStore(tmp_path / "cache" / "scores.sqlite3") as cache:
         assert len(cache) == 0
 
 

@@ -134,3 +134,28 @@ def test_hybrid_candidates_are_the_union_ordered_by_reciprocal_rank():
     bm25 = {"q": ([("b", 12.0), ("c", 7.0)], [])}
     ranked, _ = _fuse_candidates(dense, bm25)["q"]
     assert [doc for doc, _ in ranked] == ["b", "a", "c"]  # b is in both lists
+
+
+def test_a_bad_corpus_line_is_reported_with_file_and_line(beir_dir, capsys):
+    corpus = beir_dir / "corpus.jsonl"
+    lines = corpus.read_text().splitlines()
+    lines[2] = '{"_id": "d3", "text": "cut off'
+    corpus.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(ValueError, match=r"corpus\.jsonl:3: not valid JSON"):
+        mine_hard_negatives(beir_dir, retriever="bm25", top_n=6, num_negatives=3)
+
+    from crossencoder_haystack.cli import main
+
+    assert (
+        main(["mine", "--queries", str(beir_dir), "--output", str(beir_dir / "out.jsonl"), "--retriever", "bm25"]) == 2
+    )
+    assert "corpus.jsonl:3: not valid JSON" in capsys.readouterr().err
+
+
+def test_a_query_record_without_text_is_reported_with_file_and_line(beir_dir):
+    queries = beir_dir / "queries.jsonl"
+    queries.write_text(queries.read_text() + json.dumps({"_id": "q3"}) + "\n")
+
+    with pytest.raises(ValueError, match=r"queries\.jsonl:3: query record has no 'text'"):
+        mine_hard_negatives(beir_dir, retriever="bm25", top_n=6, num_negatives=3)

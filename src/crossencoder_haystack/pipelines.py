@@ -111,15 +111,7 @@ def build_rerank_pipeline(
     :param cohere_api_base_url: The Cohere API's base URL (e.g. a self-hosted `rerank serve`).
     :raises ValueError: On an unknown choice or a combination that does not exist.
     """
-    _check_choice("embedder", embedder, EMBEDDERS)
-    _check_choice("retriever", retriever, RETRIEVERS)
-    _check_choice("ranker", ranker, RANKERS)
-    if hybrid and retriever != "in_memory":
-        msg = "hybrid=True needs retriever='in_memory' (Azure AI Search has its own hybrid retriever)."
-        raise ValueError(msg)
-    if first_stage_top_k <= 0 or top_k <= 0:
-        msg = f"first_stage_top_k and top_k must be > 0, got {first_stage_top_k} and {top_k}."
-        raise ValueError(msg)
+    _check_arguments(embedder, retriever, ranker, hybrid, first_stage_top_k, top_k)
     embedder_kwargs = _checked_kwargs(embedder_kwargs)
 
     pipeline = Pipeline()
@@ -129,42 +121,52 @@ def build_rerank_pipeline(
         store = _document_store(retriever, _embedding_dimensions(embedder, embedder_kwargs), index_name)
     pipeline.add_component("retriever", _embedding_retriever(retriever, store, first_stage_top_k))
     pipeline.connect("embedder.embedding", "retriever.query_embedding")
-    candidates = "retriever.documents"
-    if hybrid:
-        from haystack.components.joiners import DocumentJoiner
-        from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
-
-        pipeline.add_component("bm25_retriever", InMemoryBM25Retriever(document_store=store, top_k=first_stage_top_k))
-        pipeline.add_component("joiner", DocumentJoiner(join_mode="reciprocal_rank_fusion", top_k=first_stage_top_k))
-        pipeline.connect("retriever.documents", "joiner.documents")
-        pipeline.connect("bm25_retriever.documents", "joiner.documents")
-        candidates = "joiner.documents"
-
+    candidates = _add_bm25_and_joiner(pipeline, store, first_stage_top_k) if hybrid else "retriever.documents"
     if ranker == "cross_encoder":
-        from haystack_integrations.components.preprocessors.crossencoder import PassageSplitter
-
-        pipeline.add_component(
-            "splitter",
-            PassageSplitter(tokenizer=str(ranker_model), max_length=max_length, overlap_tokens=overlap_tokens),
-        )
-        pipeline.connect(candidates, "splitter.documents")
-        candidates = "splitter.documents"
-    pipeline.add_component(
-        "ranker",
-        _ranker(
-            ranker,
-            ranker_model,
-            top_k,
-            max_length,
-            overlap_tokens,
-            aggregation,
-            cohere_timeout,
-            cohere_api_base_url,
-            ranker_precision,
-        ),
-    )
+        candidates = _add_splitter(pipeline, candidates, ranker_model, max_length, overlap_tokens)
+    ranker_settings = (max_length, overlap_tokens, aggregation, cohere_timeout, cohere_api_base_url, ranker_precision)
+    pipeline.add_component("ranker", _ranker(ranker, ranker_model, top_k, *ranker_settings))
     pipeline.connect(candidates, "ranker.documents")
     return pipeline
+
+
+def _check_arguments(
+    embedder: str, retriever: str, ranker: str, hybrid: bool, first_stage_top_k: int, top_k: int
+) -> None:
+    _check_choice("embedder", embedder, EMBEDDERS)
+    _check_choice("retriever", retriever, RETRIEVERS)
+    _check_choice("ranker", ranker, RANKERS)
+    if hybrid and retriever != "in_memory":
+        msg = "hybrid=True needs retriever='in_memory' (Azure AI Search has its own hybrid retriever)."
+        raise ValueError(msg)
+    if first_stage_top_k <= 0 or top_k <= 0:
+        msg = f"first_stage_top_k and top_k must be > 0, got {first_stage_top_k} and {top_k}."
+        raise ValueError(msg)
+
+
+def _add_bm25_and_joiner(pipeline: Pipeline, store: Any, first_stage_top_k: int) -> str:
+    """Add BM25 next to the embedding retriever, both joined by reciprocal rank fusion; the joiner's output."""
+    from haystack.components.joiners import DocumentJoiner
+    from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+
+    pipeline.add_component("bm25_retriever", InMemoryBM25Retriever(document_store=store, top_k=first_stage_top_k))
+    pipeline.add_component("joiner", DocumentJoiner(join_mode="reciprocal_rank_fusion", top_k=first_stage_top_k))
+    pipeline.connect("retriever.documents", "joiner.documents")
+    pipeline.connect("bm25_retriever.documents", "joiner.documents")
+    return "joiner.documents"
+
+
+def _add_splitter(
+    pipeline: Pipeline, candidates: str, ranker_model: str | Path, max_length: int | None, overlap_tokens: int
+) -> str:
+    """Add the `PassageSplitter` between `candidates` and the cross-encoder; the splitter's output."""
+    from haystack_integrations.components.preprocessors.crossencoder import PassageSplitter
+
+    pipeline.add_component(
+        "splitter", PassageSplitter(tokenizer=str(ranker_model), max_length=max_length, overlap_tokens=overlap_tokens)
+    )
+    pipeline.connect(candidates, "splitter.documents")
+    return "splitter.documents"
 
 
 def build_indexing_pipeline(

@@ -7,10 +7,23 @@ arrays of logits, probabilities and labels.
 Names are imported on first use, so that `rerank --help` (which imports `calibration.command`) stays fast.
 """
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_MODULES = {
+from crossencoder_haystack._lazy_imports import lazy_exports
+
+if TYPE_CHECKING:
+    from crossencoder_haystack.calibration.fitting import FIT_METHODS, FittedMapping, build_calibration, fit_mapping
+    from crossencoder_haystack.calibration.metrics import (
+        CalibrationMetrics,
+        brier_score,
+        calibration_metrics,
+        expected_calibration_error,
+        plot_reliability,
+    )
+    from crossencoder_haystack.calibration.model_calibration import CalibrationResult, calibrate, print_summary
+    from crossencoder_haystack.calibration.pairs import JudgedPairs, load_judged_pairs
+
+_EXPORTS = {
     "CalibrationResult": "model_calibration",
     "calibrate": "model_calibration",
     "print_summary": "model_calibration",
@@ -27,12 +40,21 @@ _MODULES = {
     "load_judged_pairs": "pairs",
 }
 
-__all__ = sorted(_MODULES)
+__all__ = [
+    "FIT_METHODS",
+    "CalibrationMetrics",
+    "CalibrationResult",
+    "FittedMapping",
+    "JudgedPairs",
+    "brier_score",
+    "build_calibration",
+    "calibrate",
+    "calibration_metrics",
+    "expected_calibration_error",
+    "fit_mapping",
+    "load_judged_pairs",
+    "plot_reliability",
+    "print_summary",
+]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -83,26 +83,10 @@ def calibrate(
     :param show_progress: Show a progress bar while scoring and print the summary.
     :raises ValueError: If the model is not a local directory, the data cannot be used or the fit fails.
     """
-    directory = Path(model).expanduser()
-    if not directory.is_dir():
-        msg = f"model must be a local model directory (calibration.json is written into it), got {str(model)!r}."
-        raise NotADirectoryError(msg)
-    pairs = (
-        data
-        if isinstance(data, JudgedPairs)
-        else load_judged_pairs(data, corpus=corpus, split=split, relevant_from=relevant_from)
+    directory = _model_directory(model)
+    fitting, held_out = _fitting_and_held_out(
+        data, held_out_data, corpus, split, relevant_from, held_out_fraction=held_out_fraction, seed=seed
     )
-    if held_out_data is None:
-        fitting, held_out = pairs.split_by_query(held_out_fraction, seed)
-    else:
-        fitting = pairs
-        held_out = (
-            held_out_data
-            if isinstance(held_out_data, JudgedPairs)
-            else load_judged_pairs(held_out_data, corpus=corpus, split=split, relevant_from=pairs.relevant_from)
-        )
-    _check_both_classes(fitting, "fitting")
-    _check_both_classes(held_out, "held-out")
     ranker = scoring_ranker(directory, ranker_options)
     probe, fit_logits, held_out_logits = score_pairs(ranker, [fitting, held_out], show_progress)
     fitted = fit_mapping(fit_logits, fitting.labels, method, groups=fitting.queries)
@@ -131,6 +115,44 @@ def calibrate(
     if show_progress:
         print_summary(result)
     return result
+
+
+def _model_directory(model: str | Path) -> Path:
+    directory = Path(model).expanduser()
+    if not directory.is_dir():
+        msg = f"model must be a local model directory (calibration.json is written into it), got {str(model)!r}."
+        raise NotADirectoryError(msg)
+    return directory
+
+
+def _fitting_and_held_out(
+    data: str | Path | JudgedPairs,
+    held_out_data: str | Path | JudgedPairs | None,
+    corpus: str | Path | None,
+    split: str,
+    relevant_from: float | None,
+    *,
+    held_out_fraction: float,
+    seed: int,
+) -> tuple[JudgedPairs, JudgedPairs]:
+    """The pairs to fit on and the pairs to measure on (a seeded share of `data`'s queries, or `held_out_data`)."""
+    pairs = (
+        data
+        if isinstance(data, JudgedPairs)
+        else load_judged_pairs(data, corpus=corpus, split=split, relevant_from=relevant_from)
+    )
+    if held_out_data is None:
+        fitting, held_out = pairs.split_by_query(held_out_fraction, seed)
+    else:
+        fitting = pairs
+        held_out = (
+            held_out_data
+            if isinstance(held_out_data, JudgedPairs)
+            else load_judged_pairs(held_out_data, corpus=corpus, split=split, relevant_from=pairs.relevant_from)
+        )
+    _check_both_classes(fitting, "fitting")
+    _check_both_classes(held_out, "held-out")
+    return fitting, held_out
 
 
 def scoring_ranker(directory: Path, options: dict[str, Any] | None = None) -> Any:

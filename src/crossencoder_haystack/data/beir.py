@@ -79,21 +79,34 @@ def document_text(document: CorpusDocument) -> str:
     return f"{document['title']} {document['text']}".strip()
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a line that is not a JSON object raises ValueError."""
+def jsonl_values(path: str | Path) -> Iterator[tuple[int, Any, json.JSONDecodeError | None]]:
+    """
+    Yield (line number, parsed value, None) for each non-blank line, or (line number, None, error) for a line that
+    is not valid JSON: the one JSONL reader, for callers that raise on the first bad line and callers that collect
+    every bad line (the training data).
+    """
     with Path(path).open(encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as error:
-                msg = f"{path}:{number}: not valid JSON ({error.msg})."
-                raise ValueError(msg) from error
-            if not isinstance(record, dict):
-                msg = f"{path}:{number}: expected a JSON object, got {type(record).__name__}."
-                raise ValueError(msg)
-            yield number, record
+                yield number, None, error
+                continue
+            yield number, value, None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; a line that is not a JSON object raises ValueError."""
+    for number, record, error in jsonl_values(path):
+        if error is not None:
+            msg = f"{path}:{number}: not valid JSON ({error.msg})."
+            raise ValueError(msg) from error
+        if not isinstance(record, dict):
+            msg = f"{path}:{number}: expected a JSON object, got {type(record).__name__}."
+            raise ValueError(msg)
+        yield number, record
 
 
 def _record_id(record: dict[str, Any], path: str | Path, number: int, kind: str) -> str:

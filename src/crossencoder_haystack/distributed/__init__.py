@@ -13,10 +13,19 @@ Needs the `ray` extra (`pip install "crossencoder-haystack[ray]"`); the rest of 
 Names are imported on first use, so that `rerank --help` does not import Ray.
 """
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_MODULES = {
+from crossencoder_haystack._lazy_imports import lazy_exports
+
+if TYPE_CHECKING:
+    from crossencoder_haystack.distributed.cluster import RayNotInstalledError, connect
+    from crossencoder_haystack.distributed.evaluation import evaluate
+    from crossencoder_haystack.distributed.mining import RayMiningEngine, mine_hard_negatives
+    from crossencoder_haystack.distributed.output import read_rows
+    from crossencoder_haystack.distributed.reranking import RankerSpec, RerankSummary, rank_row, rerank_dataset
+    from crossencoder_haystack.distributed.serving import RerankReplica, build_app, rerank_application, serve_on_ray
+
+_EXPORTS = {
     "RayNotInstalledError": "cluster",
     "connect": "cluster",
     "RankerSpec": "reranking",
@@ -33,12 +42,21 @@ _MODULES = {
     "serve_on_ray": "serving",
 }
 
-__all__ = sorted(_MODULES)
+__all__ = [
+    "RankerSpec",
+    "RayMiningEngine",
+    "RayNotInstalledError",
+    "RerankReplica",
+    "RerankSummary",
+    "build_app",
+    "connect",
+    "evaluate",
+    "mine_hard_negatives",
+    "rank_row",
+    "read_rows",
+    "rerank_application",
+    "rerank_dataset",
+    "serve_on_ray",
+]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -30,18 +30,6 @@ from crossencoder_haystack.distributed.actor_pool import (
 from crossencoder_haystack.distributed.cluster import connect
 from crossencoder_haystack.distributed.progress import progress_bar
 
-# The `evaluate` options that configure model-directory rankers (the same names, so both engines build one ranker).
-RANKER_OPTIONS = (
-    "split_long_documents",
-    "aggregation",
-    "batch_size",
-    "max_length",
-    "backend",
-    "num_threads",
-    "precision",
-    "truncation",
-)
-
 
 def scores_schema() -> Any:
     import pyarrow as pa
@@ -132,6 +120,7 @@ def evaluate(
     """
     from crossencoder_haystack.data import BeirDataset, load_dataset
     from crossencoder_haystack.evaluation import evaluate as evaluate_locally
+    from crossencoder_haystack.evaluation.settings import RANKER_OPTION_NAMES
 
     check_pool(num_actors, num_cpus_per_actor, num_gpus_per_actor, rows_per_batch)
     data = (
@@ -145,7 +134,7 @@ def evaluate(
         candidates = _retrieve(data, options)
         connect(ray_address)
         set_progress_bars(show_progress)
-        ranker_options = {name: options.get(name) for name in RANKER_OPTIONS}
+        ranker_options = {name: options.get(name) for name in RANKER_OPTION_NAMES}
         for spec in specs:
             _score_into_cache(
                 spec,
@@ -185,8 +174,7 @@ def _retrieve(data: Any, options: Mapping[str, Any]) -> _Candidates:
     from crossencoder_haystack.evaluation.first_stage import build_first_stage
 
     # The same checks and the same seeded sample as evaluate(), so that the scores cover exactly its queries.
-    from crossencoder_haystack.evaluation.sweep import _sample as seeded_sample
-    from crossencoder_haystack.evaluation.sweep import _validated_ks as validated_ks
+    from crossencoder_haystack.evaluation.settings import seeded_sample, validated_ks
 
     kmax = validated_ks(options.get("ks", (50, 100, 150)))[-1]
     query_ids = seeded_sample(data.judged_query_ids(), options.get("max_queries"), options.get("seed", 42))
@@ -216,12 +204,12 @@ def _score_into_cache(
 
     from crossencoder_haystack.evaluation.fingerprints import document_fingerprint
     from crossencoder_haystack.evaluation.rankers import load_ranker
-    from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, ScoreCache
+    from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, EvaluationScoreStore
 
     ranker = load_ranker(spec, dict(ranker_options))
     if ranker is None or ranker.identity is None:
         return  # not cacheable: the local evaluation scores it
-    with ScoreCache(cache_root / SCORE_CACHE_FILE) as cache:
+    with EvaluationScoreStore(cache_root / SCORE_CACHE_FILE) as cache:
         fingerprints = {
             query_id: {doc.id: document_fingerprint(doc) for doc in documents}
             for query_id, documents in candidates.documents.items()

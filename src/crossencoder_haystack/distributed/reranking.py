@@ -294,6 +294,19 @@ def rerank_dataset(
         num_gpus_per_actor=num_gpus_per_actor,
         rows_per_batch=rows_per_batch,
     )
+    parts = _write_results(results, writer, show_progress)
+    return RerankSummary(
+        output=writer.output,
+        written=writer.written,
+        finished=len(writer.finished),
+        duplicates=writer.duplicates,
+        parts=parts,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_results(results: Any, writer: PartWriter, show_progress: bool) -> list[Path]:
+    """Write the actors' result blocks as they arrive (one part file per block with new rows); the parts written."""
     parts = []
     with progress_bar(show_progress, None, "queries written") as advance:
         for block in result_blocks(results):
@@ -303,14 +316,7 @@ def rerank_dataset(
                 parts.append(part)
             for _ in rows:
                 advance()
-    return RerankSummary(
-        output=writer.output,
-        written=writer.written,
-        finished=len(writer.finished),
-        duplicates=writer.duplicates,
-        parts=parts,
-        seconds=time.perf_counter() - started,
-    )
+    return parts
 
 
 def _check_top_k(top_k: Any) -> None:

@@ -8,13 +8,22 @@ candidates with each ranker at each K, and reports nDCG@10, MRR@10, MAP, first-s
 Names are imported on first use, so that `rerank --help` (which imports `evaluation.command`) stays fast.
 """
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_MODULES = {
-    "EvaluationInterrupted": "sweep",
-    "EvaluationResult": "sweep",
-    "EvaluationRow": "sweep",
+from crossencoder_haystack._lazy_imports import lazy_exports
+
+if TYPE_CHECKING:
+    from crossencoder_haystack.evaluation.fusion_tuning import fused_ranking, tune_fusion_weight
+    from crossencoder_haystack.evaluation.latency import LatencyStats
+    from crossencoder_haystack.evaluation.rankers import RankerUnderTest, load_ranker, ranker_from_component
+    from crossencoder_haystack.evaluation.report import print_table, render_table, write_outputs
+    from crossencoder_haystack.evaluation.results import EvaluationInterrupted, EvaluationResult, EvaluationRow
+    from crossencoder_haystack.evaluation.sweep import evaluate, ranking_at_k
+
+_EXPORTS = {
+    "EvaluationInterrupted": "results",
+    "EvaluationResult": "results",
+    "EvaluationRow": "results",
     "evaluate": "sweep",
     "ranking_at_k": "sweep",
     "LatencyStats": "latency",
@@ -45,10 +54,4 @@ __all__ = [
     "write_outputs",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -46,7 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "cached on disk, so a repeated or interrupted run resumes. Ctrl-C prints the table so far."
         ),
     )
-    data = parser.add_argument_group("data")
+    _add_data_arguments(parser.add_argument_group("data"))
+    stages = parser.add_argument_group("first stage and rankers")
+    _add_stage_arguments(stages)
+    _add_ranker_options(stages)
+    _add_fusion_and_cascade_arguments(stages)
+    _add_measurement_arguments(parser.add_argument_group("measurement and output"))
+    add_engine_arguments(parser)
+    parser.set_defaults(func=_evaluate)
+
+
+def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument(
         "--dataset",
         required=True,
@@ -57,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--split", default="test", help="The BEIR qrels split (default: test).")
     data.add_argument("--max-queries", type=int, help="Evaluate a seeded sample of this many judged queries.")
 
-    stages = parser.add_argument_group("first stage and rankers")
+
+def _add_stage_arguments(stages: argparse._ArgumentGroup) -> None:
+    """The first stage, the rankers and K."""
     stages.add_argument(
         "--first-stage",
         default="bm25",
@@ -76,6 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pipeline (file.yaml#component to pick one), or none (first stage only). Default: none.",
     )
     stages.add_argument("--k", type=_ks, default=[50, 100, 150], help="Candidates to rerank, e.g. 50,100,150.")
+
+
+def _add_ranker_options(stages: argparse._ArgumentGroup) -> None:
+    """The options of model-directory rankers (`RankerOptions`)."""
     stages.add_argument(
         "--split-long-documents",
         action=argparse.BooleanOptionalAction,
@@ -99,6 +115,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Model-directory rankers: how a pair longer than --max-length is cut: longest_first (default) or "
         "query_window (the document's opening and its window that matches the query best).",
     )
+
+
+def _add_fusion_and_cascade_arguments(stages: argparse._ArgumentGroup) -> None:
+    """Extra rows from the same scores: fused with the first stage, or distilled students in cascades."""
     stages.add_argument(
         "--fusion-weights",
         type=_fusion_weights,
@@ -122,7 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     stages.add_argument("--cascade-teacher", help="The cascades' teacher (default: the one each student records).")
 
-    run = parser.add_argument_group("measurement and output")
+
+def _add_measurement_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument(
         "--latency-queries",
         type=int,
@@ -141,8 +162,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--output", help="Write results.json, TREC run files and quality_vs_latency.png here.")
     run.add_argument("--cache-dir", help="Where scores and corpus embeddings are cached (default: user cache).")
     run.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
-    add_engine_arguments(parser)
-    parser.set_defaults(func=_evaluate)
 
 
 def _cascade_keeps(text: str) -> list[int]:
@@ -175,7 +194,7 @@ def _ranker_options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from crossencoder_haystack.evaluation import EvaluationInterrupted, evaluate, print_table
+    from crossencoder_haystack.evaluation import EvaluationInterrupted, evaluate, print_table, write_outputs
 
     engine_options = ray_options(args)
     if args.engine == "ray":  # the rankers score on Ray; the same numbers and files
@@ -190,7 +209,6 @@ def _evaluate(args: argparse.Namespace) -> int:
             ks=args.k,
             max_queries=args.max_queries,
             latency_queries=args.latency_queries,
-            output=args.output,
             cache_dir=args.cache_dir,
             seed=args.seed,
             embedding_model=args.embedding_model,
@@ -209,11 +227,15 @@ def _evaluate(args: argparse.Namespace) -> int:
             **engine_options,
         )
     except EvaluationInterrupted as interrupted:
+        if args.output:
+            write_outputs(interrupted.partial, args.output)
         print_table(interrupted.partial)
         print("Interrupted: the table covers the queries completed so far.", file=sys.stderr)
         return EXIT_INTERRUPTED
     # Other errors reach `crossencoder_haystack.cli.main`, which prints expected ones as one line (or the
     # traceback with --debug).
+    if args.output:
+        write_outputs(result, args.output)
     print_table(result)
     if args.output:
         print(f"Wrote results.json, run files and the plot to {args.output} ({result.wall_seconds:.0f} s in all).")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from crossencoder_haystack.data import write_trec_run
-from crossencoder_haystack.evaluation.sweep import EvaluationResult
+from crossencoder_haystack.evaluation.results import EvaluationResult
 
 RESULTS_FILE = "results.json"
 PLOT_FILE = "quality_vs_latency.png"

@@ -9,8 +9,10 @@ Scores are committed after every query, so a Ctrl-C loses at most the query in f
 """
 
 import sqlite3
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from crossencoder_haystack.evaluation.fingerprints import text_fingerprint
 
@@ -26,14 +28,14 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("crossencoder-haystack")) / "evaluation"
 
 
-class ScoreCache:
+class EvaluationScoreStore:
     """
     `(ranker identity, query text, document fingerprint) -> score` in a sqlite3 file.
 
     Usage example:
 
     ```python
-    with ScoreCache("/tmp/cache/scores.sqlite3") as cache:
+    with EvaluationScoreStore("/tmp/cache/scores.sqlite3") as cache:
         cache.put("ranker-id", "what is bm25?", {"doc-fingerprint": 0.93})
         cache.get("ranker-id", "what is bm25?", ["doc-fingerprint", "other"])  # {"doc-fingerprint": 0.93}
     ```
@@ -100,8 +102,26 @@ class ScoreCache:
     def close(self) -> None:
         self._connection.close()
 
-    def __enter__(self) -> "ScoreCache":
+    def __enter__(self) -> "EvaluationScoreStore":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+if TYPE_CHECKING:
+    ScoreCache = EvaluationScoreStore  # deprecated alias, see __getattr__
+
+
+def __getattr__(name: str) -> Any:
+    # `ScoreCache`, this class's former name, shared its name with the ranker component's in-memory pair cache;
+    # kept as a deprecated alias.
+    if name == "ScoreCache":
+        warnings.warn(
+            "crossencoder_haystack.evaluation.score_cache.ScoreCache is deprecated: use EvaluationScoreStore.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return EvaluationScoreStore
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -11,7 +11,6 @@ What it costs, and how that is kept small on a CPU:
   with the first stage's scores of those candidates, one row per ranker, K and weight α, no model work.
 """
 
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,131 +27,23 @@ from crossencoder_haystack.evaluation.first_stage import FirstStage, RunFileFirs
 from crossencoder_haystack.evaluation.latency import LatencyStats
 from crossencoder_haystack.evaluation.metrics import (
     QUALITY_METRICS,
-    STAT_TESTS,
     Comparison,
     compare_rankings,
     evaluate_rankings,
     significant_wins,
 )
 from crossencoder_haystack.evaluation.rankers import RankerUnderTest, load_ranker, with_unique_names
-from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, ScoreCache, default_cache_dir
+from crossencoder_haystack.evaluation.report import write_outputs
+from crossencoder_haystack.evaluation.results import EvaluationInterrupted, EvaluationResult, EvaluationRow
+from crossencoder_haystack.evaluation.score_cache import SCORE_CACHE_FILE, EvaluationScoreStore
+from crossencoder_haystack.evaluation.settings import EvaluationSettings, RankerOptions, seeded_sample
+
+__all__ = ["EvaluationInterrupted", "EvaluationResult", "EvaluationRow", "evaluate", "ranking_at_k"]
 
 Scores = dict[str, float | None]
 """Document id -> a ranker's score; None = the ranker dropped the document, -inf = returned without a score."""
 
 _WARM_UP_DOCUMENTS = 4
-
-
-@dataclass
-class EvaluationRow:
-    """
-    One row of the results: a ranker at one K (optionally fused with the first stage at weight α), or the first
-    stage alone (at the largest K).
-
-    :param name: The ranker's (or first stage's) name.
-    :param k: How many first-stage candidates the ranker reordered.
-    :param letter: The row's letter in significance superscripts ("" for fused rows, which no row is tested
-        against).
-    :param metrics: `ndcg@10`, `mrr@10`, `map` (over the K ranked documents) and `recall@K` of the first stage.
-    :param significance: Metric -> letters of the rows this row beats significantly. A fused row is tested against
-        the first stage and the same ranker at K without fusion only.
-    :param latency: Per-query latency of this stage at K (the first stage's row: retrieval latency; a fused row:
-        its ranker's, as fusing costs next to nothing).
-    :param is_first_stage: Whether this is the first stage's reference row.
-    :param rankings: Query id -> [(document id, score), ...] best first (the run written to a TREC file).
-    :param fusion_weight: The first stage's share α of a fused row's scores; None for a row without fusion.
-    """
-
-    name: str
-    k: int
-    letter: str
-    metrics: dict[str, float]
-    significance: dict[str, str]
-    latency: LatencyStats | None
-    is_first_stage: bool
-    rankings: dict[str, list[tuple[str, float]]] = field(repr=False)
-    fusion_weight: float | None = None
-
-    @property
-    def run_name(self) -> str:
-        if self.fusion_weight is None:
-            return f"{self.name}@{self.k}"
-        return f"{self.name}@{self.k}-alpha{self.fusion_weight:g}"
-
-    @property
-    def recall(self) -> float:
-        """Recall@K of the first stage: the ceiling any ranker at this K can reach."""
-        return self.metrics[f"recall@{self.k}"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "k": self.k,
-            "letter": self.letter,
-            "first_stage": self.is_first_stage,
-            "fusion_weight": self.fusion_weight,
-            "metrics": self.metrics,
-            "significantly_better_than": self.significance,
-            "latency": None if self.latency is None else self.latency.to_dict(),
-        }
-
-
-@dataclass
-class EvaluationResult:
-    """Everything `evaluate` measured; `to_dict()` is what results.json holds."""
-
-    dataset: dict[str, Any]
-    first_stage: dict[str, Any]
-    rankers: list[dict[str, Any]]
-    ks: list[int]
-    rows: list[EvaluationRow]
-    queries: dict[str, Any]
-    comparison: Comparison
-    environment: dict[str, Any]
-    settings: dict[str, Any]
-    complete: bool
-    wall_seconds: float
-
-    def row(self, name: str, k: int | None = None, fusion_weight: float | None = None) -> EvaluationRow:
-        """
-        The row of ranker (or first stage) `name` at `k` (any K if there is one row for it).
-
-        :param fusion_weight: The α of a fused row; None = the row without fusion.
-        """
-        for row in self.rows:
-            if row.name == name and (k is None or row.k == k) and row.fusion_weight == fusion_weight:
-                return row
-        alpha = "" if fusion_weight is None else f", fusion_weight={fusion_weight}"
-        msg = f"no row for {name!r} at k={k}{alpha}; rows: {', '.join(row.run_name for row in self.rows)}."
-        raise KeyError(msg)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "complete": self.complete,
-            "wall_seconds": self.wall_seconds,
-            "dataset": self.dataset,
-            "queries": self.queries,
-            "first_stage": self.first_stage,
-            "rankers": self.rankers,
-            "ks": self.ks,
-            "settings": self.settings,
-            "rows": [row.to_dict() for row in self.rows],
-            "significance": {
-                "stat_test": self.comparison.stat_test,
-                "max_p": self.comparison.max_p,
-                "letters": self.comparison.letters,
-                "p_values": self.comparison.p_values,
-            },
-            "environment": self.environment,
-        }
-
-
-class EvaluationInterrupted(KeyboardInterrupt):
-    """Ctrl-C while scoring; `partial` is the result over the queries completed until then."""
-
-    def __init__(self, partial: EvaluationResult) -> None:
-        super().__init__("evaluation interrupted")
-        self.partial = partial
 
 
 def ranking_at_k(candidates: Sequence[str], scores: Mapping[str, float | None], k: int) -> list[tuple[str, float]]:
@@ -173,23 +64,6 @@ def ranking_at_k(candidates: Sequence[str], scores: Mapping[str, float | None], 
     return [(doc_id, score) for doc_id, score, _ in kept]
 
 
-def _validated_ks(ks: Sequence[int]) -> list[int]:
-    if isinstance(ks, int):
-        ks = [ks]
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k <= 0 for k in ks):
-        msg = f"ks must be positive integers (e.g. [50, 100, 150]), got {ks!r}."
-        raise ValueError(msg)
-    return sorted(set(ks))
-
-
-def _sample(query_ids: list[str], size: int | None, seed: int | str) -> list[str]:
-    """A seeded sample of `size` ids, kept in their original order (all of them if size is None or larger)."""
-    if size is None or size >= len(query_ids):
-        return list(query_ids)
-    chosen = set(random.Random(seed).sample(range(len(query_ids)), size))
-    return [query_id for index, query_id in enumerate(query_ids) if index in chosen]
-
-
 @dataclass
 class _Timings:
     seconds: list[float] = field(default_factory=list)
@@ -206,7 +80,7 @@ class _Timings:
 class _QueryScorer:
     """Scores one query's candidates with one ranker, through the cache, timing sampled queries at every K."""
 
-    def __init__(self, ranker: RankerUnderTest, cache: ScoreCache, ks: list[int]) -> None:
+    def __init__(self, ranker: RankerUnderTest, cache: EvaluationScoreStore, ks: list[int]) -> None:
         self.ranker = ranker
         self.cache = cache
         self.ks = ks
@@ -235,6 +109,8 @@ class _QueryScorer:
         return {doc.id: cached.get(fingerprints[doc.id], fresh.get(doc.id)) for doc in candidates}
 
 
+# Long only by its signature and docstring (26 documented keyword arguments, the public API); the body is ~35 lines
+# of steps, each a function below.
 def evaluate(
     dataset: str | Path | BeirDataset,
     *,
@@ -319,131 +195,120 @@ def evaluate(
     :raises ValueError: On invalid arguments.
     """
     started = time.perf_counter()
-    ks = _validated_ks(ks)
-    if max_queries is not None and max_queries <= 0:
-        msg = f"max_queries must be > 0 or None (all queries), got {max_queries}."
-        raise ValueError(msg)
-    if latency_queries < 0:
-        msg = f"latency_queries must be >= 0 (0 = no timing), got {latency_queries}."
-        raise ValueError(msg)
-    if stat_test not in STAT_TESTS:
-        msg = f"stat_test must be one of {', '.join(STAT_TESTS)}, got {stat_test!r}."
-        raise ValueError(msg)
-    if not 0 < max_p < 1:
-        msg = f"max_p must be between 0 and 1 (e.g. 0.05), got {max_p}."
-        raise ValueError(msg)
-    if fusion_weights is not None:
-        from crossencoder_haystack.evaluation.fusion_tuning import validated_method, validated_weights
-
-        fusion_weights = validated_weights(fusion_weights, "fusion_weights")
-        fusion = validated_method(fusion, "fusion")
-    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    settings = EvaluationSettings.checked(
+        first_stage=first_stage,
+        ks=ks,
+        max_queries=max_queries,
+        latency_queries=latency_queries,
+        seed=seed,
+        cache_dir=cache_dir,
+        embedding_model=embedding_model,
+        stat_test=stat_test,
+        max_p=max_p,
+        fusion_weights=fusion_weights,
+        fusion=fusion,
+        ranker_options=RankerOptions(
+            split_long_documents, aggregation, batch_size, max_length, backend, num_threads, precision, truncation
+        ),
+        show_progress=show_progress,
+    )
     data = dataset if isinstance(dataset, BeirDataset) else load_dataset(dataset, split, corpus)
+    plan = _plan_queries(data, settings)
+    under_test = _rankers_under_test(rankers, settings)
+    stage = build_first_stage(
+        settings.first_stage, data, embedding_model=settings.embedding_model, cache_dir=settings.cache_root
+    )
+    stage.warm_up()
+    scored = _score_queries(data, plan, stage, under_test, settings)
+    result = _result(data=data, split=split, stage=stage, plan=plan, scored=scored, settings=settings)
+    result.wall_seconds = time.perf_counter() - started
+    if output is not None:
+        write_outputs(result, output)
+    if scored.interrupted:
+        raise EvaluationInterrupted(result)
+    return result
 
+
+@dataclass
+class _QueryPlan:
+    """The judged queries, the seeded sample to evaluate and the sample of those to time."""
+
+    judged: list[str]
+    query_ids: list[str]
+    timed_ids: set[str]
+
+
+def _plan_queries(data: BeirDataset, settings: EvaluationSettings) -> _QueryPlan:
     judged = data.judged_query_ids()
-    query_ids = _sample(judged, max_queries, seed)
-    timed_ids = set(_sample(query_ids, latency_queries, f"{seed}-latency"))
-    options = {
-        "split_long_documents": split_long_documents,
-        "aggregation": aggregation,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "backend": backend,
-        "num_threads": num_threads,
-        "precision": precision,
-        "truncation": truncation,
-    }
-    under_test = _rankers(rankers, options)
-    if fusion_weights is not None and not under_test:
+    query_ids = seeded_sample(judged, settings.max_queries, settings.seed)
+    timed_ids = set(seeded_sample(query_ids, settings.latency_queries, f"{settings.seed}-latency"))
+    return _QueryPlan(judged, query_ids, timed_ids)
+
+
+def _rankers_under_test(
+    rankers: Sequence[str | Path | RankerUnderTest], settings: EvaluationSettings
+) -> list[RankerUnderTest]:
+    if isinstance(rankers, (str, Path, RankerUnderTest)):
+        rankers = [rankers]
+    options = settings.ranker_options.to_dict()
+    loaded = [each if isinstance(each, RankerUnderTest) else load_ranker(str(each), options) for each in rankers]
+    under_test = with_unique_names([ranker for ranker in loaded if ranker is not None])
+    if settings.fusion_weights is not None and not under_test:
         msg = (
             "fusion_weights fuse a ranker's scores with the first stage's, but no ranker is given: pass a ranker "
             "(--ranker MODEL_DIR on the command line) or leave fusion_weights out."
         )
         raise ValueError(msg)
-    stage = build_first_stage(first_stage, data, embedding_model=embedding_model, cache_dir=cache_root)
-    stage.warm_up()
+    return under_test
 
-    kmax = ks[-1]
-    candidates: dict[str, list[tuple[str, float]]] = {}
-    retrieval_scores: dict[str, dict[str, float | None]] = {}
-    scores: dict[str, dict[str, Scores]] = {ranker.name: {} for ranker in under_test}
-    retrieval = _Timings()
-    completed: list[str] = []
-    cache = ScoreCache(cache_root / SCORE_CACHE_FILE)
-    scorers = [_QueryScorer(ranker, cache, ks) for ranker in under_test]
+
+@dataclass
+class _Scored:
+    """What scoring the queries produced, over the queries completed (all of them unless interrupted)."""
+
+    scorers: list[_QueryScorer]
+    candidates: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    first_stage_scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    scores: dict[str, dict[str, Scores]] = field(default_factory=dict)
+    retrieval: _Timings = field(default_factory=_Timings)
+    completed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def __post_init__(self) -> None:
+        self.scores = {scorer.ranker.name: {} for scorer in self.scorers}
+
+
+def _score_queries(
+    data: BeirDataset,
+    plan: _QueryPlan,
+    stage: FirstStage,
+    under_test: list[RankerUnderTest],
+    settings: EvaluationSettings,
+) -> _Scored:
+    """Retrieve each query's candidates at the largest K and score them with every ranker, until done or Ctrl-C."""
+    cache = EvaluationScoreStore(settings.cache_root / SCORE_CACHE_FILE)
+    scorers = [_QueryScorer(ranker, cache, list(settings.ks)) for ranker in under_test]
+    scored = _Scored(scorers)
     try:
-        with _progress_bar(show_progress, len(query_ids)) as advance:
-            for query_id in query_ids:
+        with _progress_bar(settings.show_progress, len(plan.query_ids)) as advance:
+            for query_id in plan.query_ids:
                 query = data.queries[query_id]
                 start = time.perf_counter()
-                documents = stage.retrieve(query_id, query, kmax)
-                retrieval.add(time.perf_counter() - start, len(documents))
+                documents = stage.retrieve(query_id, query, settings.kmax)
+                scored.retrieval.add(time.perf_counter() - start, len(documents))
                 for scorer in scorers:
-                    scores[scorer.ranker.name][query_id] = scorer.score(query, documents, query_id in timed_ids)
-                candidates[query_id] = [(doc.id, float(doc.score or 0.0)) for doc in documents]
-                retrieval_scores[query_id] = {doc.id: doc.score for doc in documents}
-                completed.append(query_id)
+                    scored.scores[scorer.ranker.name][query_id] = scorer.score(
+                        query, documents, query_id in plan.timed_ids
+                    )
+                scored.candidates[query_id] = [(doc.id, float(doc.score or 0.0)) for doc in documents]
+                scored.first_stage_scores[query_id] = {doc.id: doc.score for doc in documents}
+                scored.completed.append(query_id)
                 advance()
     except KeyboardInterrupt:
-        interrupted = True
-    else:
-        interrupted = False
+        scored.interrupted = True
     finally:
         cache.close()
-
-    result = _result(
-        data=data,
-        split=split,
-        stage=stage,
-        under_test=under_test,
-        scorers=scorers,
-        ks=ks,
-        completed=completed,
-        candidates=candidates,
-        scores=scores,
-        retrieval=None if isinstance(stage, RunFileFirstStage) else retrieval,
-        queries={
-            "judged": len(judged),
-            "evaluated": len(completed),
-            "planned": len(query_ids),
-            "latency_sample": len(timed_ids),
-            "skipped_without_relevant_judgements": len(data.unjudged_query_ids()),
-            "skipped_without_text": len(data.queries_without_text()),
-            "without_candidates": sum(1 for query_id in completed if not candidates[query_id]),
-        },
-        stat_test=stat_test,
-        max_p=max_p,
-        seed=seed,
-        fusion=None if fusion_weights is None else _Fusion(fusion_weights, fusion, retrieval_scores),
-        settings={
-            "first_stage": first_stage,
-            "ks": ks,
-            "max_queries": max_queries,
-            "latency_queries": latency_queries,
-            "seed": seed,
-            "cache_dir": str(cache_root),
-            "ranker_options": {name: value for name, value in options.items() if value is not None},
-            "fusion_weights": fusion_weights,
-            "fusion": None if fusion_weights is None else fusion,
-        },
-        complete=not interrupted,
-        wall_seconds=0.0,
-    )
-    result.wall_seconds = time.perf_counter() - started
-    if output is not None:
-        from crossencoder_haystack.evaluation.report import write_outputs
-
-        write_outputs(result, output)
-    if interrupted:
-        raise EvaluationInterrupted(result)
-    return result
-
-
-def _rankers(rankers: Sequence[str | Path | RankerUnderTest], options: dict[str, Any]) -> list[RankerUnderTest]:
-    if isinstance(rankers, (str, Path, RankerUnderTest)):
-        rankers = [rankers]
-    loaded = [each if isinstance(each, RankerUnderTest) else load_ranker(str(each), options) for each in rankers]
-    return with_unique_names([ranker for ranker in loaded if ranker is not None])
+    return scored
 
 
 @contextmanager
@@ -482,89 +347,103 @@ def _result(
     data: BeirDataset,
     split: str,
     stage: FirstStage,
-    under_test: list[RankerUnderTest],
-    scorers: list[_QueryScorer],
-    ks: list[int],
-    completed: list[str],
-    candidates: dict[str, list[tuple[str, float]]],
-    scores: dict[str, dict[str, Scores]],
-    retrieval: _Timings | None,
-    queries: dict[str, Any],
-    stat_test: str,
-    max_p: float,
-    seed: int,
-    fusion: _Fusion | None,
-    settings: dict[str, Any],
-    complete: bool,
-    wall_seconds: float,
+    plan: _QueryPlan,
+    scored: _Scored,
+    settings: EvaluationSettings,
 ) -> EvaluationResult:
-    kmax = ks[-1]
-    first_stage_ids = {query_id: [doc_id for doc_id, _ in candidates[query_id]] for query_id in completed}
-    recall = {k: evaluate_rankings(data.qrels, completed, first_stage_ids, [f"recall@{k}"])[f"recall@{k}"] for k in ks}
+    rows, comparison = _measured_rows(data, stage, scored, settings)
+    return EvaluationResult(
+        dataset=_dataset_summary(data, split),
+        first_stage={"name": stage.name, **stage.describe()},
+        rankers=[_ranker_summary(scorer.ranker) for scorer in scored.scorers],
+        ks=list(settings.ks),
+        rows=rows,
+        queries=_query_counts(data, plan, scored),
+        comparison=comparison,
+        environment=describe_environment(),
+        settings=settings.to_dict(),
+        complete=not scored.interrupted,
+        wall_seconds=0.0,
+    )
 
+
+def _dataset_summary(data: BeirDataset, split: str) -> dict[str, Any]:
+    missing = data.missing_documents()
+    return {
+        "name": data.name,
+        "source": data.source,
+        "split": split,
+        "corpus_documents": len(data.corpus),
+        "judged_documents_missing_from_corpus": sum(len(doc_ids) for doc_ids in missing.values()),
+        "missing_documents": missing,
+    }
+
+
+def _ranker_summary(ranker: RankerUnderTest) -> dict[str, Any]:
+    return {
+        "name": ranker.name,
+        "spec": ranker.spec,
+        "model": ranker.model,
+        "backend": ranker.backend,
+        "identity": ranker.identity,
+        "model_calls": ranker.model_calls,
+        "settings": ranker.settings,
+    }
+
+
+def _query_counts(data: BeirDataset, plan: _QueryPlan, scored: _Scored) -> dict[str, int]:
+    return {
+        "judged": len(plan.judged),
+        "evaluated": len(scored.completed),
+        "planned": len(plan.query_ids),
+        "latency_sample": len(plan.timed_ids),
+        "skipped_without_relevant_judgements": len(data.unjudged_query_ids()),
+        "skipped_without_text": len(data.queries_without_text()),
+        "without_candidates": sum(1 for query_id in scored.completed if not scored.candidates[query_id]),
+    }
+
+
+def _measured_rows(
+    data: BeirDataset, stage: FirstStage, scored: _Scored, settings: EvaluationSettings
+) -> tuple[list[EvaluationRow], Comparison]:
+    """Every row (first stage, each ranker at each K, the fused rows) with its metrics and significance letters."""
+    completed, scorers = scored.completed, scored.scorers
+    first_stage_ids = {query_id: [doc_id for doc_id, _ in scored.candidates[query_id]] for query_id in completed}
+    recall = {
+        k: evaluate_rankings(data.qrels, completed, first_stage_ids, [f"recall@{k}"])[f"recall@{k}"]
+        for k in settings.ks
+    }
+    retrieval = None if isinstance(stage, RunFileFirstStage) else scored.retrieval.stats()
     rows = [
         _row(
             stage.name,
-            kmax,
-            {query_id: list(candidates[query_id]) for query_id in completed},
-            None if retrieval is None else retrieval.stats(),
+            settings.kmax,
+            {q: list(scored.candidates[q]) for q in completed},
+            retrieval,
             is_first_stage=True,
         )
     ]
     for scorer in scorers:
         name = scorer.ranker.name
-        for k in ks:
-            rankings = {
-                query_id: ranking_at_k(first_stage_ids[query_id], scores[name][query_id], k) for query_id in completed
-            }
+        for k in settings.ks:
+            rankings = {q: ranking_at_k(first_stage_ids[q], scored.scores[name][q], k) for q in completed}
             rows.append(_row(name, k, rankings, scorer.timings[k].stats(), is_first_stage=False))
 
     runs = {row.run_name: {q: [doc_id for doc_id, _ in ranking] for q, ranking in row.rankings.items()} for row in rows}
-    comparison = compare_rankings(data.qrels, completed, runs, QUALITY_METRICS, stat_test, max_p, seed)
+    comparison = compare_rankings(
+        data.qrels, completed, runs, QUALITY_METRICS, settings.stat_test, settings.max_p, settings.seed
+    )
     for row in rows:
         row.letter = comparison.letters[row.run_name]
         row.significance = comparison.superscripts[row.run_name]
         row.metrics = evaluate_rankings(data.qrels, completed, runs[row.run_name], QUALITY_METRICS)
         row.metrics[f"recall@{row.k}"] = recall[row.k]
-    _add_calibration_metrics(
-        rows, {scorer.ranker.name for scorer in scorers if scorer.ranker.outputs_probabilities}, data
-    )
-    if fusion is not None:
-        rows = _with_fused_rows(rows, fusion, first_stage_ids, scores, completed)
-        _measure_fused_rows(rows, data, completed, recall, comparison, seed)
-
-    missing = data.missing_documents()
-    return EvaluationResult(
-        dataset={
-            "name": data.name,
-            "source": data.source,
-            "split": split,
-            "corpus_documents": len(data.corpus),
-            "judged_documents_missing_from_corpus": sum(len(doc_ids) for doc_ids in missing.values()),
-            "missing_documents": missing,
-        },
-        first_stage={"name": stage.name, **stage.describe()},
-        rankers=[
-            {
-                "name": ranker.name,
-                "spec": ranker.spec,
-                "model": ranker.model,
-                "backend": ranker.backend,
-                "identity": ranker.identity,
-                "model_calls": ranker.model_calls,
-                "settings": ranker.settings,
-            }
-            for ranker in under_test
-        ],
-        ks=ks,
-        rows=rows,
-        queries=queries,
-        comparison=comparison,
-        environment=describe_environment(),
-        settings=settings,
-        complete=complete,
-        wall_seconds=wall_seconds,
-    )
+    _add_calibration_metrics(rows, {s.ranker.name for s in scorers if s.ranker.outputs_probabilities}, data)
+    if settings.fusion_weights is not None:
+        fusion = _Fusion(list(settings.fusion_weights), settings.fusion, scored.first_stage_scores)
+        rows = _with_fused_rows(rows, fusion, first_stage_ids, scored.scores, completed)
+        _measure_fused_rows(rows, data, completed, recall, comparison, settings.seed)
+    return rows, comparison
 
 
 def _add_calibration_metrics(rows: list[EvaluationRow], probability_rankers: set[str], data: BeirDataset) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from crossencoder_haystack.data.beir import jsonl_values
+
 DataShape = Literal["pairs", "triplets", "lists"]
 SHAPES: tuple[str, ...] = ("pairs", "triplets", "lists")
 
@@ -278,17 +280,12 @@ def _read_records(source: Any) -> tuple[str, Iterable[tuple[int, dict[str, Any]]
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                record = {"__problem__": f"invalid JSON ({error.msg})"}
-            if not isinstance(record, dict):
-                record = {"__problem__": "a JSON object is expected on each line"}
-            yield number, record
+    for number, record, error in jsonl_values(path):
+        if error is not None:
+            record = {"__problem__": f"invalid JSON ({error.msg})"}
+        elif not isinstance(record, dict):
+            record = {"__problem__": "a JSON object is expected on each line"}
+        yield number, record
 
 
 def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -19,13 +19,15 @@ unlabelled relevant documents (false negatives) out of the negatives.
 
 import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from haystack import logging
 
+from crossencoder_haystack.data import available_splits, read_qrels, read_queries
+from crossencoder_haystack.data import read_corpus as read_corpus_documents
 from crossencoder_haystack.training.data import TrainingData, load_training_data, write_jsonl
 
 Retriever = Literal["hybrid", "embedding", "bm25"]
@@ -60,57 +62,55 @@ class MiningEngine(Protocol):
         ...
 
 
-def document_text(record: dict[str, Any]) -> str:
-    """A corpus record's text: BEIR `title` and `text` joined by a space (either may be missing)."""
+def document_text(record: Mapping[str, Any]) -> str:
+    """A corpus record's text: BEIR `title` and `text` joined by a space (either may be missing), each stripped."""
     title = (record.get("title") or "").strip()
     text = (record.get("text") or record.get("content") or "").strip()
     return f"{title} {text}".strip()
 
 
 def read_corpus(path: str | Path) -> dict[str, str]:
-    """Read a corpus JSONL (BEIR: `_id`, `title`, `text`; or `id`, `text`) into {document id: text}."""
-    corpus = {}
-    with Path(path).expanduser().open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            doc_id = record.get("_id", record.get("id"))
-            if doc_id is None:
-                msg = f"{path}:{number}: corpus record has no '_id' or 'id'."
-                raise ValueError(msg)
-            corpus[str(doc_id)] = document_text(record)
-    return corpus
+    """
+    Read a corpus JSONL (BEIR: `_id`, `title`, `text`; or `id`, `text`) into {document id: text}.
+
+    :raises ValueError: On a malformed line, naming the file and line (read by `crossencoder_haystack.data`).
+    """
+    return {doc_id: document_text(document) for doc_id, document in read_corpus_documents(path).items()}
 
 
 def read_beir(directory: str | Path, split: str = "train") -> MiningInput:
-    """Read a BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); keep the split's queries."""
+    """
+    Read a BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); keep the split's queries.
+
+    The files are read by `crossencoder_haystack.data`, so a malformed line raises a ValueError naming file and line.
+    Queries keep their order in queries.jsonl; a query's positives are the documents graded above 0.
+    """
     root = Path(directory).expanduser()
+    qrels_path = _qrels_path(root, split)
+    positives: dict[str, set[str]] = {}
+    for query_id, judgements in read_qrels(qrels_path).items():
+        relevant = {doc_id for doc_id, grade in judgements.items() if grade > 0}
+        if relevant:
+            positives.setdefault(query_id, set()).update(relevant)
+    queries = {
+        query_id: text for query_id, text in read_queries(root / "queries.jsonl").items() if query_id in positives
+    }
+    return MiningInput(queries, read_corpus(root / "corpus.jsonl"), {qid: positives[qid] for qid in queries})
+
+
+def _qrels_path(root: Path, split: str) -> Path:
+    """`qrels/<split>.tsv`; for `train`, the only split there is when the directory has no train split."""
     qrels_path = root / "qrels" / f"{split}.tsv"
-    only = sorted((root / "qrels").glob("*.tsv"))
+    only = available_splits(root)
     if not qrels_path.is_file() and split == "train" and len(only) == 1:  # e.g. a BEIR set with one split
         logger.warning(
-            "No {split} split in {root}; mining its only split, {only}.", split=split, root=root, only=only[0].stem
+            "No {split} split in {root}; mining its only split, {only}.", split=split, root=root, only=only[0]
         )
-        qrels_path = only[0]
+        qrels_path = root / "qrels" / f"{only[0]}.tsv"
     if not qrels_path.is_file():
         msg = f"No qrels for split {split!r}: {qrels_path} does not exist (choose the split with --split)."
         raise FileNotFoundError(msg)
-    positives: dict[str, set[str]] = {}
-    with qrels_path.open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if number == 1 and parts[0] == "query-id":
-                continue
-            if len(parts) >= 3 and float(parts[2]) > 0:
-                positives.setdefault(parts[0], set()).add(parts[1])
-    queries = {}
-    with (root / "queries.jsonl").open(encoding="utf-8-sig") as lines:
-        for line in lines:
-            record = json.loads(line)
-            if str(record["_id"]) in positives:
-                queries[str(record["_id"])] = record["text"]
-    return MiningInput(queries, read_corpus(root / "corpus.jsonl"), {qid: positives[qid] for qid in queries})
+    return qrels_path
 
 
 def input_from_training_data(data: TrainingData, corpus: dict[str, str]) -> MiningInput:
@@ -197,6 +197,27 @@ def mine_hard_negatives(
         `crossencoder_haystack.distributed`); None runs them here. The rows are the same either way.
     :returns: The rows, in the shape `output_format` names (readable by `load_training_data` and `train`).
     """
+    _check_arguments(output_format, retriever, sample, relative_margin, top_n, num_negatives)
+    data = _mining_input(queries, corpus, split)
+    candidates, similarity, first_stage = _candidates(
+        data, retriever, model, top_n + skip_top, batch_size, show_progress, engine
+    )
+    choice = _NegativeChoice(num_negatives, skip_top, margin, relative_margin, sample)
+    rows: list[dict[str, Any]] = []
+    rng = random.Random(seed)
+    for query_id, query in data.queries.items():
+        known = data.positives.get(query_id, set())
+        negatives = _negatives(data, query_id, candidates[query_id], similarity, choice, rng)
+        rows.extend(_rows(query, [data.corpus[doc_id] for doc_id in sorted(known)], negatives, output_format))
+    if output is not None:
+        write_jsonl(rows, output)
+        write_first_stage(output, data, first_stage, "embedding" if retriever == "embedding" else "bm25")
+    return rows
+
+
+def _check_arguments(
+    output_format: str, retriever: str, sample: str, relative_margin: float | None, top_n: int, num_negatives: int
+) -> None:
     if output_format not in ("pairs", "triplets", "lists"):
         msg = f"output_format must be 'pairs', 'triplets' or 'lists', got {output_format!r}."
         raise ValueError(msg)
@@ -212,33 +233,42 @@ def mine_hard_negatives(
     if top_n < 1 or num_negatives < 1:
         msg = f"top_n and num_negatives must be >= 1, got top_n={top_n}, num_negatives={num_negatives}."
         raise ValueError(msg)
-    data = _mining_input(queries, corpus, split)
-    candidates, similarity, first_stage = _candidates(
-        data, retriever, model, top_n + skip_top, batch_size, show_progress, engine
-    )
-    rng = random.Random(seed)
-    rows: list[dict[str, Any]] = []
-    for query_id, query in data.queries.items():
-        known = data.positives.get(query_id, set())
-        known_texts = {data.corpus[doc_id] for doc_id in known}
-        ranked, positive_scores = candidates[query_id]
-        pool = [
-            (doc_id, score)
-            for doc_id, score in ranked[skip_top:]
-            if doc_id not in known and data.corpus[doc_id] not in known_texts
-        ]
-        if margin is not None and positive_scores:
-            ceiling = max(positive_scores) - margin
-            pool = [(doc_id, score) for doc_id, score in pool if score <= ceiling]
-        if relative_margin is not None and similarity is not None:
-            pool = _guard_false_negatives(pool, similarity(query_id), known, relative_margin)
-        chosen = _sample(pool, num_negatives, sample, rng)
-        negatives = [data.corpus[doc_id] for doc_id, _ in chosen]
-        rows.extend(_rows(query, [data.corpus[doc_id] for doc_id in sorted(known)], negatives, output_format))
-    if output is not None:
-        write_jsonl(rows, output)
-        write_first_stage(output, data, first_stage, "embedding" if retriever == "embedding" else "bm25")
-    return rows
+
+
+@dataclass(frozen=True)
+class _NegativeChoice:
+    """How a query's negatives are picked from its candidates (see `mine_hard_negatives`)."""
+
+    count: int
+    skip_top: int
+    margin: float | None
+    relative_margin: float | None
+    sample: str
+
+
+def _negatives(
+    data: MiningInput,
+    query_id: str,
+    candidates: tuple[list[tuple[str, float]], list[float]],
+    similarity: "Similarity | None",
+    choice: _NegativeChoice,
+    rng: random.Random,
+) -> list[str]:
+    """The texts of one query's negatives: its candidates without positives, past the guards, sampled."""
+    known = data.positives.get(query_id, set())
+    known_texts = {data.corpus[doc_id] for doc_id in known}
+    ranked, positive_scores = candidates
+    pool = [
+        (doc_id, score)
+        for doc_id, score in ranked[choice.skip_top :]
+        if doc_id not in known and data.corpus[doc_id] not in known_texts
+    ]
+    if choice.margin is not None and positive_scores:
+        ceiling = max(positive_scores) - choice.margin
+        pool = [(doc_id, score) for doc_id, score in pool if score <= ceiling]
+    if choice.relative_margin is not None and similarity is not None:
+        pool = _guard_false_negatives(pool, similarity(query_id), known, choice.relative_margin)
+    return [data.corpus[doc_id] for doc_id, _ in _sample(pool, choice.count, choice.sample, rng)]
 
 
 def _mining_input(queries: Any, corpus: Any, split: str) -> MiningInput:
