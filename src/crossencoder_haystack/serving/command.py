@@ -40,22 +40,19 @@ _LIMIT_FLAGS: dict[str, tuple[type, str]] = {
         "Seconds per request, queueing included; then 504, and the model stops scoring it",
     ),
 }
+_HELP = "Serve a cross-encoder over HTTP with the Cohere v2 and text-embeddings-inference rerank APIs."
+_DESCRIPTION = (
+    "Serve a cross-encoder over HTTP. POST /v2/rerank (and /v1/rerank) speak Cohere's rerank API, POST /rerank "
+    "text-embeddings-inference's; GET /health, /info and /metrics (Prometheus) need no key. Every flag falls back to "
+    f"the environment variable shown with it ({ENVIRONMENT_PREFIX}<FLAG>); a flag given on the command line wins."
+)
 # Passed to serve(...) as they were parsed.
 _SERVE_OPTIONS = ("backend", "host", "port", "max_length", "batch_size", "num_threads", "model_name")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `serve` sub-command."""
-    parser = subparsers.add_parser(
-        "serve",
-        help="Serve a cross-encoder over HTTP with the Cohere v2 and text-embeddings-inference rerank APIs.",
-        description=(
-            "Serve a cross-encoder over HTTP. POST /v2/rerank (and /v1/rerank) speak Cohere's rerank API, "
-            "POST /rerank text-embeddings-inference's; GET /health, /info and /metrics (Prometheus) need no key. "
-            f"Every flag falls back to the environment variable shown with it ({ENVIRONMENT_PREFIX}<FLAG>); "
-            "a flag given on the command line wins."
-        ),
-    )
+    parser = subparsers.add_parser("serve", help=_HELP, description=_DESCRIPTION)
     _add_model_arguments(parser)
     limits = parser.add_argument_group("limits")
     for name, (kind, text) in _LIMIT_FLAGS.items():
