@@ -415,11 +415,11 @@ class TestCommandLine:
         assert main(["demo", "--no-eval", "--precision", "fp32"]) == 0
         assert calls[0]["precision"] == "fp32"
 
-    def test_served_model_passes_them_to_its_rankers(self, tiny_model_path):
+    def test_served_model_passes_them_to_its_ranker(self, tiny_model_path):
         from crossencoder_haystack.serving import ServedModel
 
         served = ServedModel(tiny_model_path, precision="fp32", truncation="query_window")
-        assert (served._splitting.precision, served._splitting.truncation) == ("fp32", "query_window")
-        assert served._truncating_ranker().truncation == "query_window"
+        # One ranker scores both splitting and truncating jobs.
+        assert (served._ranker.precision, served._ranker.truncation) == ("fp32", "query_window")
         with pytest.raises(ValueError, match="runs on a GPU only"):
             ServedModel(tiny_model_path, precision="fp16")

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 import socket
 import sys
 import threading
@@ -453,6 +454,39 @@ def test_health_and_info(served, tiny_model_path):
     assert info["model"] == tiny_model_path.name and info["backend"] == "torch"
     assert str(tiny_model_path.parent) not in response.text  # the server's directories are nobody's business
     assert info["max_length"] == 128 and info["max_documents"] == 1000 and info["version"]
+
+
+def test_info_reports_the_max_length_that_truncation_uses(spread_model_path, tmp_path):
+    # A model whose sentence-transformers config (64) and tokenizer config (128) disagree on the limit.
+    model = tmp_path / "model64"
+    shutil.copytree(spread_model_path, model)
+    config = json.loads((model / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    (model / "sentence_bert_config.json").write_text(json.dumps({**config, "max_seq_length": 64}), encoding="utf-8")
+    served = ServedModel(model)
+    with running(create_app(served)) as (url, _):
+        max_length = httpx.get(f"{url}/info").json()["max_length"]
+
+    # "city" is one token: a truncated pair is [CLS] city [SEP], max_length - 4 words of the text, and [SEP].
+    def truncated_score(text: str) -> float:
+        return served.rank(RerankJob("city", [text], long_texts="truncate"))[0].score
+
+    words = LONG_TEXT.split()
+    assert max_length == 64
+    assert truncated_score(LONG_TEXT) == truncated_score(" ".join(words[: max_length - 4]))
+    assert truncated_score(LONG_TEXT) != truncated_score(" ".join(words[: max_length - 5]))
+
+
+def test_split_and_truncating_jobs_share_one_model(tiny_model_path, monkeypatch):
+    module = sys.modules[CrossEncoderRanker.__module__]
+    load = module.load_pair_scorer
+    loads = []
+    monkeypatch.setattr(module, "load_pair_scorer", lambda *a, **k: loads.append(a) or load(*a, **k))
+    served = ServedModel(tiny_model_path)
+
+    served.rank_many([RerankJob("city", DOCUMENTS), RerankJob("city", DOCUMENTS, long_texts="truncate")])
+    served.rank(RerankJob("city", DOCUMENTS, long_texts="truncate", max_tokens_per_text=5))
+
+    assert len(loads) == 1
 
 
 def test_info_names_a_hub_model_by_its_id_and_a_local_one_by_its_directory(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ class SlowModel(ServedModel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.calls: list[tuple[float, tuple[str, ...], int]] = []  # (started, queries, documents)
-        run_batch = self._splitting.run_batch
+        run_batch = self._ranker.run_batch
 
         def slow_run_batch(**arguments: Any) -> dict[str, Any]:
             documents = sum(len(docs) for docs in arguments["documents"])
@@ -37,7 +37,7 @@ class SlowModel(ServedModel):
             time.sleep(SECONDS_PER_DOCUMENT * documents)
             return run_batch(**arguments)
 
-        self._splitting.run_batch = slow_run_batch
+        self._ranker.run_batch = slow_run_batch
 
     def calls_for(self, query: str) -> list[tuple[float, int]]:
         return [(started, documents) for started, queries, documents in self.calls if query in queries]
@@ -193,7 +193,7 @@ def test_a_cancelled_job_stops_at_the_next_chunk_and_the_others_finish(tiny_mode
     model = ServedModel(tiny_model_path, chunk_documents=1)
     doomed = RerankJob("doomed", DOCUMENTS)
     calls: list[tuple[str, ...]] = []
-    run_batch = model._splitting.run_batch
+    run_batch = model._ranker.run_batch
 
     def cancel_after_two_calls(**arguments: Any) -> dict[str, Any]:
         calls.append(tuple(arguments["queries"]))
@@ -201,7 +201,7 @@ def test_a_cancelled_job_stops_at_the_next_chunk_and_the_others_finish(tiny_mode
             doomed.cancel()
         return run_batch(**arguments)
 
-    model._splitting.run_batch = cancel_after_two_calls
+    model._ranker.run_batch = cancel_after_two_calls
     results = list(model.rank_batch([doomed, RerankJob("kept", DOCUMENTS[:2])]))
 
     assert isinstance(results[0], JobCancelledError)
@@ -213,8 +213,8 @@ def test_a_job_past_its_deadline_costs_no_model_call(tiny_model_path):
     model = ServedModel(tiny_model_path)
     model.warm_up()
     calls = []
-    run_batch = model._splitting.run_batch
-    model._splitting.run_batch = lambda **arguments: calls.append(arguments) or run_batch(**arguments)
+    run_batch = model._ranker.run_batch
+    model._ranker.run_batch = lambda **arguments: calls.append(arguments) or run_batch(**arguments)
 
     (result,) = model.rank_batch([RerankJob("late", DOCUMENTS, deadline=time.monotonic() - 1)])
 

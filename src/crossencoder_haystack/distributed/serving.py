@@ -338,14 +338,9 @@ def serve_on_ray(
     from crossencoder_haystack.serving.auth import resolve_api_key
 
     api_key = resolve_api_key(api_key_env, no_auth=no_auth, host=host)
+    resources = {"num_cpus_per_replica": num_cpus_per_replica, "num_gpus_per_replica": num_gpus_per_replica}
     application = rerank_application(
-        model,
-        replicas=replicas,
-        api_key=api_key,
-        limits=limits,
-        num_cpus_per_replica=num_cpus_per_replica,
-        num_gpus_per_replica=num_gpus_per_replica,
-        **model_options,
+        model, replicas=replicas, api_key=api_key, limits=limits, **resources, **model_options
     )
     connect(ray_address)
     serve.start(http_options={"host": host, "port": port})

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from haystack import logging
 from haystack.utils import Secret
@@ -54,6 +54,8 @@ ENDPOINTS = ("/v2/rerank", "/v1/rerank", "/rerank", "/health", "/info", "/metric
 CLIENT_CLOSED_REQUEST = 499
 _DEFAULT_SPAN_THRESHOLD = 0.1
 _DOCUMENTS_PER_SEARCH_UNIT = 100
+# The limits `GET /info` tells clients (the queue and batching are the server's business).
+_PUBLISHED_LIMITS = ("max_documents", "max_document_chars", "max_body_bytes", "request_timeout")
 
 
 class ServiceError(Exception):
@@ -115,7 +117,6 @@ def create_app(
         if isinstance(model, ServedModel)
         else ServedModel(model, backend=backend, max_length=max_length, batch_size=batch_size, model_name=model_name)
     )
-    key = api_key.resolve_value() if isinstance(api_key, Secret) else api_key
     metrics = ServiceMetrics(queue_depth=lambda: batcher.depth)
     batcher: DynamicBatcher[RerankJob] = (
         batcher_factory(metrics.observe_batch)
@@ -128,130 +129,140 @@ def create_app(
             on_batch=metrics.observe_batch,
         )
     )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(served.warm_up)
-        batcher.start()
-        logger.info("Rerank service ready with model {model}.", model=served.model)
-        try:
-            yield
-        finally:
-            # Uvicorn has already waited for in-flight requests; this finishes anything still queued.
-            await asyncio.to_thread(batcher.stop)
-
-    app = FastAPI(title="crossencoder-haystack rerank service", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="crossencoder-haystack rerank service", version=__version__, lifespan=_lifespan)
     app.state.served_model = served
     app.state.batcher = batcher
     app.state.metrics = metrics
     app.state.limits = limits
+    app.state.api_key = api_key.resolve_value() if isinstance(api_key, Secret) else api_key
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
-        if request.url.path == "/rerank":
-            body: dict[str, Any] = {"error": error.message, "error_type": error.error_type}
-        else:
-            body = {"message": error.message}
-        return JSONResponse(body, status_code=error.status, headers=error.headers)
-
-    async def score(
-        request: Request, schema: type[BaseModel], make_job: Callable[..., RerankJob]
-    ) -> tuple[Any, RerankJob, list[RankedText] | None]:
-        """Parses and ranks one request: its body, its job, and the ranking (None if the client left)."""
-        deadline = time.monotonic() + limits.request_timeout
-        _authorize(request, key)
-        _check_declared_size(request, limits.max_body_bytes)
-        with _queue_place(batcher) as place:  # before the body is read: a full queue costs no reading or parsing
-            body = _parse(schema, await _read_body(request, limits.max_body_bytes))
-            job = make_job(body, limits=limits, deadline=deadline)
-            try:
-                return body, job, await _rank(request, place, job, limits.request_timeout)
-            except _ClientDisconnectedError:
-                return body, job, None
-
-    async def cohere_rerank(request: Request, api_version: str) -> Response:
-        body, job, ranked = await score(request, CohereRerankRequest, _cohere_job)
-        if ranked is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        texts = job.texts
-        spans = body.relevant_spans if body.relevant_spans and body.relevant_spans.mode == "enabled" else None
-        threshold = _DEFAULT_SPAN_THRESHOLD if spans is None or spans.threshold is None else spans.threshold
-        results = [
-            CohereRerankResult(
-                index=item.index,
-                relevance_score=item.score,
-                document=RerankedDocumentText(text=texts[item.index]) if body.return_documents else None,
-                relevant_spans=_relevant_spans(item, threshold) if spans is not None else None,
-            )
-            for item in ranked[: body.top_n]
-        ]
-        response = CohereRerankResponse(
-            id=str(uuid.uuid4()),
-            results=results,
-            meta={
-                "api_version": {"version": api_version},
-                "billed_units": {"search_units": math.ceil(len(texts) / _DOCUMENTS_PER_SEARCH_UNIT)},
-            },
-        )
-        return JSONResponse(response.model_dump(exclude_none=True))
-
-    @app.post("/v2/rerank", openapi_extra=_request_schema(CohereRerankRequest))
-    async def rerank_v2(request: Request) -> Response:
-        """Cohere v2 rerank: documents best first with `relevance_score` in 0..1."""
-        return await cohere_rerank(request, "2")
-
-    @app.post("/v1/rerank", openapi_extra=_request_schema(CohereRerankRequest))
-    async def rerank_v1(request: Request) -> Response:
-        """Cohere v1 rerank (the v2 contract, plus `rank_fields` for object documents)."""
-        return await cohere_rerank(request, "1")
-
-    @app.post("/rerank", openapi_extra=_request_schema(TeiRerankRequest))
-    async def rerank_tei(request: Request) -> Response:
-        """text-embeddings-inference rerank: `[{"index", "score", "text"?}]`, best first."""
-        body, _, ranked = await score(request, TeiRerankRequest, _tei_job)
-        if ranked is None:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        ranks = [
-            TeiRank(index=item.index, score=item.score, text=body.texts[item.index] if body.return_text else None)
-            for item in ranked
-        ]
-        return JSONResponse([rank.model_dump(exclude_none=True) for rank in ranks])
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        """200 while the service takes requests, 503 while it shuts down."""
-        if batcher.accepting:
-            return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable"}, status_code=503)
-
-    @app.get("/info")
-    async def info() -> ServiceInfo:
-        """The served model and the limits clients must respect."""
-        return ServiceInfo(
-            model=served.model_id,
-            model_name=served.model_name,
-            backend=served.backend,
-            max_length=served.max_length,
-            version=__version__,
-            max_documents=limits.max_documents,
-            max_document_chars=limits.max_document_chars,
-            max_body_bytes=limits.max_body_bytes,
-            request_timeout=limits.request_timeout,
-        )
-
-    @app.get("/metrics")
-    async def prometheus_metrics() -> PlainTextResponse:
-        """Prometheus text exposition of the service metrics."""
-        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
-
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.include_router(_router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    served: ServedModel = app.state.served_model
+    batcher: DynamicBatcher[RerankJob] = app.state.batcher
+    await asyncio.to_thread(served.warm_up)
+    batcher.start()
+    logger.info("Rerank service ready with model {model}.", model=served.model)
+    try:
+        yield
+    finally:
+        # Uvicorn has already waited for in-flight requests; this finishes anything still queued.
+        await asyncio.to_thread(batcher.stop)
+
+
+async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
+    if request.url.path == "/rerank":
+        body: dict[str, Any] = {"error": error.message, "error_type": error.error_type}
+    else:
+        body = {"message": error.message}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def _score(
+    request: Request, schema: type[BaseModel], make_job: Callable[..., RerankJob]
+) -> tuple[Any, RerankJob, list[RankedText] | None]:
+    """Parses and ranks one request: its body, its job, and the ranking (None if the client left)."""
+    limits: ServiceLimits = request.app.state.limits
+    deadline = time.monotonic() + limits.request_timeout
+    _authorize(request, request.app.state.api_key)
+    _check_declared_size(request, limits.max_body_bytes)
+    with _queue_place(request.app.state.batcher) as place:  # before the body is read: a full queue costs nothing
+        body = _parse(schema, await _read_body(request, limits.max_body_bytes))
+        job = make_job(body, limits=limits, deadline=deadline)
+        try:
+            return body, job, await _rank(request, place, job, limits.request_timeout)
+        except _ClientDisconnectedError:
+            return body, job, None
+
+
+async def _cohere_rerank(request: Request, api_version: str) -> Response:
+    body, job, ranked = await _score(request, CohereRerankRequest, _cohere_job)
+    if ranked is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    texts = job.texts
+    spans = body.relevant_spans if body.relevant_spans and body.relevant_spans.mode == "enabled" else None
+    threshold = _DEFAULT_SPAN_THRESHOLD if spans is None or spans.threshold is None else spans.threshold
+    results = [
+        CohereRerankResult(
+            index=item.index,
+            relevance_score=item.score,
+            document=RerankedDocumentText(text=texts[item.index]) if body.return_documents else None,
+            relevant_spans=_relevant_spans(item, threshold) if spans is not None else None,
+        )
+        for item in ranked[: body.top_n]
+    ]
+    response = CohereRerankResponse(
+        id=str(uuid.uuid4()),
+        results=results,
+        meta={
+            "api_version": {"version": api_version},
+            "billed_units": {"search_units": math.ceil(len(texts) / _DOCUMENTS_PER_SEARCH_UNIT)},
+        },
+    )
+    return JSONResponse(response.model_dump(exclude_none=True))
 
 
 def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
     # Bodies are parsed by hand (for size limits and clear messages), so the OpenAPI schema is declared here.
     schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_router = APIRouter()
+
+
+@_router.post("/v2/rerank", openapi_extra=_request_schema(CohereRerankRequest))
+async def rerank_v2(request: Request) -> Response:
+    """Cohere v2 rerank: documents best first with `relevance_score` in 0..1."""
+    return await _cohere_rerank(request, "2")
+
+
+@_router.post("/v1/rerank", openapi_extra=_request_schema(CohereRerankRequest))
+async def rerank_v1(request: Request) -> Response:
+    """Cohere v1 rerank (the v2 contract, plus `rank_fields` for object documents)."""
+    return await _cohere_rerank(request, "1")
+
+
+@_router.post("/rerank", openapi_extra=_request_schema(TeiRerankRequest))
+async def rerank_tei(request: Request) -> Response:
+    """text-embeddings-inference rerank: `[{"index", "score", "text"?}]`, best first."""
+    body, _, ranked = await _score(request, TeiRerankRequest, _tei_job)
+    if ranked is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    ranks = [
+        TeiRank(index=item.index, score=item.score, text=body.texts[item.index] if body.return_text else None)
+        for item in ranked
+    ]
+    return JSONResponse([rank.model_dump(exclude_none=True) for rank in ranks])
+
+
+@_router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 while the service takes requests, 503 while it shuts down."""
+    if request.app.state.batcher.accepting:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "unavailable"}, status_code=503)
+
+
+@_router.get("/info")
+async def info(request: Request) -> ServiceInfo:
+    """The served model and the limits clients must respect."""
+    served: ServedModel = request.app.state.served_model
+    limits: ServiceLimits = request.app.state.limits
+    model = {"model": served.model_id, "model_name": served.model_name, "backend": served.backend}
+    published = {name: getattr(limits, name) for name in _PUBLISHED_LIMITS}
+    return ServiceInfo(**model, max_length=served.max_length, version=__version__, **published)
+
+
+@_router.get("/metrics")
+async def prometheus_metrics(request: Request) -> PlainTextResponse:
+    """Prometheus text exposition of the service metrics."""
+    return PlainTextResponse(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def _authorize(request: Request, key: str | None) -> None:

@@ -1,46 +1,75 @@
-"""`rerank serve`: run the rerank service (Cohere v1/v2 and TEI rerank APIs) for one cross-encoder."""
+"""`rerank serve`: run the rerank service (Cohere v1/v2 and TEI rerank APIs) for one cross-encoder.
+
+Every flag falls back to an environment variable, as in text-embeddings-inference: `--port` to `RERANK_PORT`,
+`--max-length` to `RERANK_MAX_LENGTH` and so on (`RERANK_<FLAG>`); the flag wins. The API key itself is read from
+`RERANK_API_KEY` (or the variable `--api-key-env` names), never from a flag.
+"""
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
+from crossencoder_haystack.serving.environment import add_environment_fallbacks, variable_name
 from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
 
+ENVIRONMENT_PREFIX = "RERANK_"
 _DEFAULTS = ServiceLimits()
 _EXIT_USAGE_ERROR = 2
 # CrossEncoderRanker's values, spelled out so that `rerank --help` does not import the ranker (seconds).
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
 TRUNCATION_CHOICES: tuple[str, ...] = ("longest_first", "query_window")
+# The ServiceLimits flags: (type, help); each default is ServiceLimits' own.
+_LIMIT_FLAGS: dict[str, tuple[type, str]] = {
+    "batch_window_ms": (float, "How long the model worker waits for more requests to batch"),
+    "max_batch_documents": (
+        int,
+        "A batch closes once its requests hold this many documents; 1 scores one request at a time",
+    ),
+    "max_queue": (
+        int,
+        "Requests that may wait, those still sending their body included; more get 429 before their body is read",
+    ),
+    "max_documents": (int, "Documents per request"),
+    "max_document_chars": (int, "Characters per document and query"),
+    "max_body_bytes": (int, "Bytes per request body"),
+    "request_timeout": (
+        float,
+        "Seconds per request, queueing included; then 504, and the model stops scoring it",
+    ),
+}
+_HELP = "Serve a cross-encoder over HTTP with the Cohere v2 and text-embeddings-inference rerank APIs."
+_DESCRIPTION = (
+    "Serve a cross-encoder over HTTP. POST /v2/rerank (and /v1/rerank) speak Cohere's rerank API, POST /rerank "
+    "text-embeddings-inference's; GET /health, /info and /metrics (Prometheus) need no key. Every flag falls back to "
+    f"the environment variable shown with it ({ENVIRONMENT_PREFIX}<FLAG>); a flag given on the command line wins."
+)
+# Passed to serve(...) as they were parsed.
+_SERVE_OPTIONS = ("backend", "host", "port", "max_length", "batch_size", "num_threads", "model_name")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `serve` sub-command."""
-    parser = subparsers.add_parser(
-        "serve",
-        help="Serve a cross-encoder over HTTP with the Cohere v2 and text-embeddings-inference rerank APIs.",
-        description=(
-            "Serve a cross-encoder over HTTP. POST /v2/rerank (and /v1/rerank) speak Cohere's rerank API, "
-            "POST /rerank text-embeddings-inference's; GET /health, /info and /metrics (Prometheus) need no key."
-        ),
-    )
+    parser = subparsers.add_parser("serve", help=_HELP, description=_DESCRIPTION)
+    _add_model_arguments(parser)
+    limits = parser.add_argument_group("limits")
+    for name, (kind, text) in _LIMIT_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        limits.add_argument(flag, type=kind, default=getattr(_DEFAULTS, name), help=text + " (default: %(default)s).")
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_engine_arguments(parser, unit="replica")
+    add_environment_fallbacks(parser, ENVIRONMENT_PREFIX)
+    parser.set_defaults(func=_serve)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="A local cross-encoder directory.")
     parser.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default: %(default)s).")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: %(default)s).")
-    auth = parser.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--api-key-env",
-        default=None,
-        metavar="VARIABLE",
-        help="Environment variable holding the API key clients send as 'Authorization: Bearer <key>'; it must be "
-        f"set, or the service does not start. Without this flag the key is read from {DEFAULT_API_KEY_ENV}; if "
-        "that is not set either, the service runs without a key on a loopback --host only.",
-    )
-    auth.add_argument(
-        "--no-auth",
-        action="store_true",
-        help="Serve without an API key, on any host: anyone who can reach the port may use the service.",
-    )
+    _add_auth_arguments(parser)
     parser.add_argument("--max-length", type=int, default=None, help="Tokens of query plus passage per pair.")
     parser.add_argument("--batch-size", type=int, default=16, help="Pairs per forward pass (default: %(default)s).")
     parser.add_argument(
@@ -62,54 +91,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(its opening and the window that matches the query best).",
     )
     parser.add_argument("--model-name", default=None, help="The model name GET /info reports.")
-    limits = parser.add_argument_group("limits")
-    limits.add_argument(
-        "--batch-window-ms",
-        type=float,
-        default=_DEFAULTS.batch_window_ms,
-        help="How long the model worker waits for more requests to batch (default: %(default)s).",
+
+
+def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VARIABLE",
+        help="Environment variable holding the API key clients send as 'Authorization: Bearer <key>'; it must be "
+        f"set, or the service does not start. Without this flag the key is read from {DEFAULT_API_KEY_ENV}; if "
+        "that is not set either, the service runs without a key on a loopback --host only.",
     )
-    limits.add_argument(
-        "--max-batch-documents",
-        type=int,
-        default=_DEFAULTS.max_batch_documents,
-        help="A batch closes once its requests hold this many documents; 1 scores one request at a time "
-        "(default: %(default)s).",
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="Serve without an API key, on any host: anyone who can reach the port may use the service.",
     )
-    limits.add_argument(
-        "--max-queue",
-        type=int,
-        default=_DEFAULTS.max_queue,
-        help="Requests that may wait, those still sending their body included; more get 429 before their body is "
-        "read (default: %(default)s).",
-    )
-    limits.add_argument(
-        "--max-documents",
-        type=int,
-        default=_DEFAULTS.max_documents,
-        help="Documents per request (default: %(default)s).",
-    )
-    limits.add_argument(
-        "--max-document-chars",
-        type=int,
-        default=_DEFAULTS.max_document_chars,
-        help="Characters per document and query (default: %(default)s).",
-    )
-    limits.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=_DEFAULTS.max_body_bytes,
-        help="Bytes per request body (default: %(default)s).",
-    )
-    limits.add_argument(
-        "--request-timeout",
-        type=float,
-        default=_DEFAULTS.request_timeout,
-        help="Seconds per request, queueing included; then 504, and the model stops scoring it (default: %(default)s).",
-    )
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    add_engine_arguments(parser, unit="replica")
-    parser.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -117,15 +115,8 @@ def _serve(args: argparse.Namespace) -> int:
     from crossencoder_haystack.serving.server import serve
 
     try:
-        limits = ServiceLimits(
-            max_documents=args.max_documents,
-            max_document_chars=args.max_document_chars,
-            max_body_bytes=args.max_body_bytes,
-            request_timeout=args.request_timeout,
-            max_queue=args.max_queue,
-            batch_window_ms=args.batch_window_ms,
-            max_batch_documents=args.max_batch_documents,
-        )
+        limits = ServiceLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
+        auth = _auth_options(args, os.environ)
     except ValueError as error:
         return _usage_error(error)
     engine_options = ray_options(args, unit="replica")
@@ -133,25 +124,31 @@ def _serve(args: argparse.Namespace) -> int:
         from crossencoder_haystack.distributed import serve_on_ray as serve
     else:
         engine_options["log_level"] = args.log_level
+    options = {name: getattr(args, name) for name in _SERVE_OPTIONS}
     try:
-        serve(
-            args.model,
-            backend=args.backend,
-            host=args.host,
-            port=args.port,
-            api_key_env=args.api_key_env,
-            no_auth=args.no_auth,
-            limits=limits,
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            num_threads=args.num_threads,
-            model_name=args.model_name,
-            **engine_options,
-            **_model_options(args),
-        )
+        serve(args.model, limits=limits, **auth, **options, **engine_options, **_model_options(args))
     except AuthConfigurationError as error:  # found before the model loads
         return _usage_error(error)
     return 0
+
+
+def _auth_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """
+    `--api-key-env` and `--no-auth`. The command line cannot give both, but a variable and the other flag can: the
+    flag on the command line wins; both variables set is an error.
+    """
+    api_key_env, no_auth = args.api_key_env, args.no_auth
+    if api_key_env is not None and no_auth:
+        variables = {name: variable_name(name, ENVIRONMENT_PREFIX) for name in ("api-key-env", "no-auth")}
+        from_environment = [name for name, variable in variables.items() if environ.get(variable, "").strip()]
+        if len(from_environment) != 1:
+            msg = f"{' and '.join(variables.values())} exclude each other: unset one of them."
+            raise ValueError(msg)
+        if from_environment == ["api-key-env"]:
+            api_key_env = None
+        else:
+            no_auth = False
+    return {"api_key_env": api_key_env, "no_auth": no_auth}
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, str]:

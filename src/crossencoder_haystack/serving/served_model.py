@@ -3,9 +3,8 @@
 A job's scores are exactly what `CrossEncoderRanker(activation="sigmoid", split_long_documents=True,
 aggregation="max")` returns for the same query and texts (with `activation="calibrated"`, P(relevant), when the
 model directory carries a `calibration.json` from `rerank calibrate`): long texts are scored passage by passage and
-ranked by their best passage. A job that asks for truncation goes to a second ranker over the same model directory with
-`split_long_documents=False`, which lets the model cut each (query, text) pair at `max_length` tokens; that ranker
-loads its own copy of the weights on the first such job.
+ranked by their best passage. A job that asks for truncation is scored by the same ranker with
+`split_long_documents=False` for that call, which lets the model cut each (query, text) pair at `max_length` tokens.
 
 A batch of jobs is scored in chunks of about `chunk_documents` documents (texts of several jobs share a chunk, and
 so the model's padded batches; a long job spans several chunks). Between chunks the model checks each job: one that
@@ -146,41 +145,36 @@ class ServedModel:
         self.model_name = model_name or Path(self.model).name or self.model
         self.chunk_documents = chunk_documents or _BATCHES_PER_CHUNK * batch_size
         self.backend = backend
-        self._ranker_parameters: dict[str, Any] = {
-            "model": self.model,
-            "backend": backend,
-            "device": device,
-            "token": None,
-            "activation": "calibrated" if has_calibration(self.model) else "sigmoid",
-            "aggregation": "max",
-            "max_length": max_length,
-            "batch_size": batch_size,
-            "num_threads": num_threads,
-            "precision": precision,
-            "truncation": truncation,
-            "first_stage_weight": 0.0,  # the Cohere and TEI APIs return the model's own scores, never fused
-        }
-        self._splitting = CrossEncoderRanker(**self._ranker_parameters, split_long_documents=True)
-        self._truncating: CrossEncoderRanker | None = None
-        self._tokenizer: Any = None
-        self._lock = threading.Lock()
+        self._ranker = CrossEncoderRanker(
+            model=self.model,
+            backend=backend,
+            device=device,
+            token=None,
+            activation="calibrated" if has_calibration(self.model) else "sigmoid",
+            aggregation="max",
+            max_length=max_length,
+            batch_size=batch_size,
+            num_threads=num_threads,
+            precision=precision,
+            truncation=truncation,
+            split_long_documents=True,  # a job that asks for truncation turns it off for its call
+            first_stage_weight=0.0,  # the Cohere and TEI APIs return the model's own scores, never fused
+        )
 
     def warm_up(self) -> None:
-        """Loads the model and its tokenizer. Idempotent."""
-        with self._lock:
-            if self._tokenizer is not None:
-                return
-            from transformers import AutoTokenizer
+        """Loads the model and its tokenizer (once). Idempotent and thread-safe."""
+        self._ranker.warm_up()
 
-            self._splitting.warm_up()
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=False)
+    @property
+    def _scorer(self) -> Any:
+        # The ranker's own scorer: the tokenizer and the max_length that the model's truncation uses.
+        self.warm_up()
+        return self._ranker._scorer
 
     @property
     def max_length(self) -> int:
-        """Tokens of query plus passage the model sees (the tokenizer's limit unless `max_length` was given)."""
-        self.warm_up()
-        configured = self._ranker_parameters["max_length"]
-        return int(configured if configured is not None else self._tokenizer.model_max_length)
+        """Tokens of query plus passage the model sees: the limit its scorer truncates each pair to."""
+        return int(self._scorer.max_length)
 
     def rank(self, job: RerankJob) -> list[RankedText]:
         """
@@ -260,26 +254,19 @@ class ServedModel:
 
     def _run_ranker(self, group: _Group, pieces: list["_Piece"]) -> list[list[Document]]:
         long_texts, raw_scores = group
-        ranker = self._splitting if long_texts == "split" else self._truncating_ranker()
-        return ranker.run_batch(
+        return self._ranker.run_batch(
             queries=[piece.query for piece in pieces],
             documents=[piece.documents for piece in pieces],
             top_k=max(len(piece.documents) for piece in pieces),
-            activation="identity" if raw_scores else self._ranker_parameters["activation"],
+            activation="identity" if raw_scores else self._ranker.activation,
+            split_long_documents=None if long_texts == "split" else False,
         )["documents"]
 
     def _documents(self, job: RerankJob) -> list[Document]:
         texts = list(job.texts)
         if job.max_tokens_per_text is not None:
-            texts = truncate_to_tokens(texts, self._tokenizer, job.max_tokens_per_text)
+            texts = truncate_to_tokens(texts, self._scorer.tokenizer, job.max_tokens_per_text)
         return [Document(id=str(index), content=text) for index, text in enumerate(texts)]
-
-    def _truncating_ranker(self) -> CrossEncoderRanker:
-        with self._lock:
-            if self._truncating is None:
-                self._truncating = CrossEncoderRanker(**self._ranker_parameters, split_long_documents=False)
-        self._truncating.warm_up()
-        return self._truncating
 
 
 @dataclass(frozen=True)

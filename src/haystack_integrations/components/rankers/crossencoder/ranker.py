@@ -497,6 +497,7 @@ class CrossEncoderRanker:
         scale_score: bool | None = None,
         first_stage_weight: float | None = None,
         fusion: Literal["minmax", "zscore", "rrf"] | None = None,
+        split_long_documents: bool | None = None,
     ) -> dict[str, list[Document]]:
         """
         Returns the documents sorted by relevance to the query, best first.
@@ -524,6 +525,9 @@ class CrossEncoderRanker:
             The first stage's share of the score, in [0, 1]; overrides the init value (also when 0.0).
         :param fusion:
             `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
+        :param split_long_documents:
+            `False` lets the model truncate long documents in this call instead of splitting them; `None` (default)
+            keeps the init value. `True` is accepted only by a ranker created with `split_long_documents=True`.
         :returns:
             A dictionary with `documents`: copies of the input documents with `score` set, best first.
         :raises ValueError:
@@ -540,6 +544,7 @@ class CrossEncoderRanker:
                 scale_score=scale_score,
                 first_stage_weight=first_stage_weight,
                 fusion=fusion,
+                split_long_documents=split_long_documents,
             )["documents"][0]
         }
 
@@ -555,6 +560,7 @@ class CrossEncoderRanker:
         scale_score: bool | None = None,
         first_stage_weight: float | None = None,
         fusion: Literal["minmax", "zscore", "rrf"] | None = None,
+        split_long_documents: bool | None = None,
     ) -> dict[str, list[list[Document]]]:
         """
         Ranks several queries' documents at once: the pairs of all queries share the model's batches, which pads
@@ -584,6 +590,9 @@ class CrossEncoderRanker:
             The first stage's share of the score, in [0, 1]; overrides the init value. Fusion is per query.
         :param fusion:
             `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
+        :param split_long_documents:
+            `False` lets the model truncate long documents in this call instead of splitting them; `None` (default)
+            keeps the init value. `True` is accepted only by a ranker created with `split_long_documents=True`.
         :returns:
             A dictionary with `documents`: one list of ranked document copies per query, best first.
         :raises ValueError:
@@ -593,6 +602,11 @@ class CrossEncoderRanker:
         parameters = self._resolve_run_parameters(
             top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion
         )
+        allowed = (None, False, True) if self.split_long_documents else (None, False)
+        if not any(split_long_documents is value for value in allowed):
+            msg = f"split_long_documents must be one of {allowed} on this ranker, got {split_long_documents!r}."
+            raise ValueError(msg)
+        split = self.split_long_documents and split_long_documents is not False  # False: the model truncates
         if not queries:
             return {"documents": []}
         if any(documents):
@@ -601,7 +615,7 @@ class CrossEncoderRanker:
         assert parameters.activation is not None  # completed above
 
         prepared = [
-            self._scoring_units(query, _deduplicate(docs)) if docs else ([], None)
+            self._scoring_units(query, _deduplicate(docs)) if docs and split else (_deduplicate(docs), None)
             for query, docs in zip(queries, documents, strict=True)
         ]
         scored_per_query = self._score_units(
@@ -629,6 +643,7 @@ class CrossEncoderRanker:
         scale_score: bool | None = None,
         first_stage_weight: float | None = None,
         fusion: Literal["minmax", "zscore", "rrf"] | None = None,
+        split_long_documents: bool | None = None,
     ) -> dict[str, list[Document]]:
         """
         Asynchronously returns the documents sorted by relevance to the query; the model runs in a worker thread
@@ -652,6 +667,9 @@ class CrossEncoderRanker:
             The first stage's share of the score, in [0, 1]; overrides the init value.
         :param fusion:
             `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
+        :param split_long_documents:
+            `False` lets the model truncate long documents in this call instead of splitting them; `None` (default)
+            keeps the init value. `True` is accepted only by a ranker created with `split_long_documents=True`.
         :returns:
             A dictionary with `documents`: copies of the input documents with `score` set, best first.
         :raises ValueError:
@@ -671,6 +689,7 @@ class CrossEncoderRanker:
             scale_score=scale_score,
             first_stage_weight=first_stage_weight,
             fusion=fusion,
+            split_long_documents=split_long_documents,
         )
         return await loop.run_in_executor(None, call)
 
