@@ -85,12 +85,17 @@ def test_the_model_loads_once_for_split_and_truncated_calls(spread_model_path, m
 
 @pytest.mark.parametrize("value", [1, "false", 0.0])
 def test_a_value_other_than_none_or_a_bool_is_refused(rankers, value):
-    with pytest.raises(ValueError, match="split_long_documents must be one of"):
+    with pytest.raises(ValueError, match="split_long_documents must be None, False or True"):
         rankers[0].run(query="q", documents=_documents(), split_long_documents=value)
 
 
-def test_split_true_on_a_ranker_that_does_not_split_is_refused_before_loading(spread_model_path):
-    ranker = CrossEncoderRanker(model=str(spread_model_path), token=None)
-    with pytest.raises(ValueError, match=r"one of \(None, False\) on this ranker, got True"):
-        ranker.run(query="q", documents=_documents(), split_long_documents=True)
-    assert ranker.run(query="q", documents=_documents(), split_long_documents=False)["documents"]
+def test_split_true_in_a_call_of_a_ranker_that_does_not_split_equals_a_splitting_ranker(rankers):
+    splitting, truncating = rankers
+    split = truncating.run(query=QUERIES[0], documents=_documents(), top_k=9, split_long_documents=True)
+
+    assert _scores(split["documents"]) == _scores(
+        splitting.run(query=QUERIES[0], documents=_documents(), top_k=9)["documents"]
+    )
+    assert _scores(truncating.run(query=QUERIES[0], documents=_documents(), top_k=9)["documents"]) != _scores(
+        split["documents"]
+    )

@@ -526,8 +526,9 @@ class CrossEncoderRanker:
         :param fusion:
             `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
         :param split_long_documents:
-            `False` lets the model truncate long documents in this call instead of splitting them; `None` (default)
-            keeps the init value. `True` is accepted only by a ranker created with `split_long_documents=True`.
+            `False` lets the model truncate long documents in this call instead of splitting them, `True` splits
+            them into passages in this call (with this ranker's `aggregation` and `overlap_tokens`); `None`
+            (default) keeps the init value.
         :returns:
             A dictionary with `documents`: copies of the input documents with `score` set, best first.
         :raises ValueError:
@@ -591,8 +592,9 @@ class CrossEncoderRanker:
         :param fusion:
             `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
         :param split_long_documents:
-            `False` lets the model truncate long documents in this call instead of splitting them; `None` (default)
-            keeps the init value. `True` is accepted only by a ranker created with `split_long_documents=True`.
+            `False` lets the model truncate long documents in this call instead of splitting them, `True` splits
+            them into passages in this call (with this ranker's `aggregation` and `overlap_tokens`); `None`
+            (default) keeps the init value.
         :returns:
             A dictionary with `documents`: one list of ranked document copies per query, best first.
         :raises ValueError:
@@ -602,11 +604,10 @@ class CrossEncoderRanker:
         parameters = self._resolve_run_parameters(
             top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion
         )
-        allowed = (None, False, True) if self.split_long_documents else (None, False)
-        if not any(split_long_documents is value for value in allowed):
-            msg = f"split_long_documents must be one of {allowed} on this ranker, got {split_long_documents!r}."
+        if not any(split_long_documents is value for value in (None, False, True)):
+            msg = f"split_long_documents must be None, False or True, got {split_long_documents!r}."
             raise ValueError(msg)
-        split = self.split_long_documents and split_long_documents is not False  # False: the model truncates
+        split = self.split_long_documents if split_long_documents is None else split_long_documents
         if not queries:
             return {"documents": []}
         if any(documents):
@@ -668,8 +669,9 @@ class CrossEncoderRanker:
         :param fusion:
             `"minmax"`, `"zscore"` or `"rrf"`; overrides the init value.
         :param split_long_documents:
-            `False` lets the model truncate long documents in this call instead of splitting them; `None` (default)
-            keeps the init value. `True` is accepted only by a ranker created with `split_long_documents=True`.
+            `False` lets the model truncate long documents in this call instead of splitting them, `True` splits
+            them into passages in this call (with this ranker's `aggregation` and `overlap_tokens`); `None`
+            (default) keeps the init value.
         :returns:
             A dictionary with `documents`: copies of the input documents with `score` set, best first.
         :raises ValueError:
@@ -786,9 +788,7 @@ class CrossEncoderRanker:
     def _scoring_units(
         self, query: str, candidates: list[_Candidate]
     ) -> tuple[list[_Candidate], dict[str, _Candidate] | None]:
-        """What the model scores: the candidates, or their passages when the ranker splits documents itself."""
-        if not self.split_long_documents:
-            return candidates, None
+        """What the model scores: the passages of the candidates (the caller decided to split them here)."""
         assert self._scorer is not None
         tokenizer = self._scorer.tokenizer
         query_tokens = len(tokenizer(self.query_prefix + query + self.query_suffix, add_special_tokens=False).input_ids)
