@@ -281,3 +281,40 @@ def test_cli_choices_match_the_library_constants():
         if action.choices
     }
     assert choices["head"] == HEADS and choices["retriever"] == RETRIEVERS and choices["sample"] == SAMPLES
+
+
+def test_keyword_arguments_and_a_train_config_give_the_same_run(tmp_path, toy_files, tiny_model_path):
+    from crossencoder_haystack.training import TrainConfig
+
+    data, _ = toy_files["pairs"]
+    settings = {"eval_fraction": 0, "base_model": tiny_model_path, "max_steps": 2, "batch_size": 8, **FAST}
+    by_keywords = train(data, tmp_path / "a", **settings)
+    by_config = train(data, tmp_path / "b", config=TrainConfig(**settings))
+    assert by_keywords.config == by_config.config == TrainConfig(**settings)
+    cards = [(tmp_path / run / "README.md").read_text() for run in ("a", "b")]
+    assert cards[0].split("- steps:")[0] == cards[1].split("- steps:")[0]  # same card up to the timing
+    hyper_parameters = json.loads(cards[0].split("```json")[1].split("```")[0])
+    assert hyper_parameters["max_steps"] == 2 and hyper_parameters["batch_size"] == 8
+    assert hyper_parameters["learning_rate"] == FAST["learning_rate"] and hyper_parameters["head"] == "kept"
+    assert str(tmp_path) not in cards[0]  # the card names no output path: it stays true when the model moves
+    # keywords replace the fields of a given config; an unknown one is refused
+    assert TrainConfig(max_steps=5, seed=1).replace(max_steps=2) == TrainConfig(max_steps=2, seed=1)
+    with pytest.raises(TypeError, match="max_stepz"):
+        train(data, tmp_path / "c", config=TrainConfig(), max_stepz=1)
+
+
+def test_cli_defaults_and_settings_are_the_train_config():
+    from crossencoder_haystack.training import TrainConfig, command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data", "d.jsonl", "--output", "out"])
+    assert command.train_config(args) == TrainConfig()
+    args = parser.parse_args(
+        ["train", "--data", "d", "--output", "o", "--lr", "2e-4", "--head-lr", "1e-3", "--max-steps", "7",
+         "--eval", "e.jsonl", "--calibrate", "--head", "dense"]
+    )  # fmt: skip
+    expected = TrainConfig(
+        learning_rate=2e-4, head_learning_rate=1e-3, max_steps=7, eval_fraction=0.0, calibrate=True, head="dense"
+    )
+    assert command.train_config(args) == expected

@@ -1,6 +1,7 @@
 """Fine-tuning cross-encoder rerankers: data formats, hard-negative mining and `train(...)` (`rerank train|mine`)."""
 
 from crossencoder_haystack.training.base_model import BaseModel, build_cross_encoder
+from crossencoder_haystack.training.config import TrainConfig
 from crossencoder_haystack.training.data import (
     DataProblem,
     TrainingData,
@@ -17,6 +18,7 @@ __all__ = [
     "DataProblem",
     "LossChoice",
     "MiningInput",
+    "TrainConfig",
     "TrainingData",
     "TrainingDataError",
     "TrainingResult",

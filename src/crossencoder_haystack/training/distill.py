@@ -82,6 +82,7 @@ class _Plan:
     train: list[str]
 
 
+# About 100 lines: 28 parameters and their docstring; the body is the steps, each a function of its own.
 def distill(
     teacher: str | Path,
     queries: str | Path | None = None,
@@ -162,24 +163,88 @@ def distill(
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
     output_dir = Path(output).expanduser()
     built = build_student(teacher, layers=layers, base=student, max_length=max_length, seed=seed)  # checks layers
+    settings = {
+        "queries": queries,
+        "corpus": corpus,
+        "split": split,
+        "pseudo_queries": pseudo_queries,
+        "retriever": retriever,
+        "embedding_model": embedding_model,
+        "top_n": top_n,
+        "how": {"backend": teacher_backend, "precision": teacher_precision, "export_dir": cache_root / "exports"},
+        "eval_queries": eval_queries,
+        "seed": seed,
+    }
+    schedule = _Schedule(max_steps, epochs, batch_size, learning_rate, warmup_ratio, seed)
     with _Display(show_progress) as display:
-        dataset = load_distillation_set(queries, corpus, split=split, pseudo_queries=pseudo_queries, seed=seed)
-        with display.phase("first stage: BM25 and embedding candidates"):
-            retrieve_first_stage(dataset, retriever=retriever, embedding_model=embedding_model, top_n=top_n)
-        plan = _plan(dataset, eval_queries, seed)
-        how = {"backend": teacher_backend, "precision": teacher_precision, "export_dir": cache_root / "exports"}
-        scored = _teacher_phase(teacher, how, cache_root, dataset, plan, deadlines.scoring, display)
-        held_out = {query_id: scored.scores[query_id] for query_id in plan.held_out if scored.scores.get(query_id)}
-        probe_started = time.monotonic()
-        with display.phase("agreement with the teacher, before training"):
-            before = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
-        reserve = 1.5 * (time.monotonic() - probe_started) + 10  # the agreement after training, and saving
-        rows = _rows(dataset, scored.scores, plan.train, loss, seed)
-        schedule = _Schedule(max_steps, epochs, batch_size, learning_rate, warmup_ratio, seed)
-        fit = _fit(built, rows, loss, schedule, deadlines.training(reserve), display, output_dir)
-        with display.phase("agreement with the teacher, after training"):
-            after = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
-    result = DistillationResult(
+        outcome = _phases(teacher, built, settings, cache_root, deadlines, loss, schedule, display, output_dir)
+    result = _distillation_result(teacher, built, outcome, loss, started, output_dir)
+    save_student(built, result, outcome.dataset.source, Path(teacher).expanduser())
+    if show_progress:
+        print_summary(result)
+    return result
+
+
+@dataclass
+class _Outcome:
+    """What the phases of a distillation produced."""
+
+    dataset: DistillationSet
+    plan: _Plan
+    scored: "_TeacherScores"
+    held_out: dict[str, dict[str, float]]
+    rows: Any
+    fit: "_Fit"
+    before: Agreement
+    after: Agreement
+
+
+def _phases(
+    teacher: str | Path,
+    built: Student,
+    settings: dict[str, Any],
+    cache_root: Path,
+    deadlines: "_Deadlines",
+    loss: str,
+    schedule: "_Schedule",
+    display: "_Display",
+    output_dir: Path,
+) -> _Outcome:
+    """First stage, teacher scores, agreement before, training, agreement after: each a line of the display."""
+    seed = settings["seed"]
+    dataset = load_distillation_set(
+        settings["queries"],
+        settings["corpus"],
+        split=settings["split"],
+        pseudo_queries=settings["pseudo_queries"],
+        seed=seed,
+    )
+    with display.phase("first stage: BM25 and embedding candidates"):
+        retrieve_first_stage(
+            dataset,
+            retriever=settings["retriever"],
+            embedding_model=settings["embedding_model"],
+            top_n=settings["top_n"],
+        )
+    plan = _plan(dataset, settings["eval_queries"], seed)
+    scored = _teacher_phase(teacher, settings["how"], cache_root, dataset, plan, deadlines.scoring, display)
+    held_out = {query_id: scored.scores[query_id] for query_id in plan.held_out if scored.scores.get(query_id)}
+    probe_started = time.monotonic()
+    with display.phase("agreement with the teacher, before training"):
+        before = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
+    reserve = 1.5 * (time.monotonic() - probe_started) + 10  # the agreement after training, and saving
+    rows = _rows(dataset, scored.scores, plan.train, loss, seed)
+    fit = _fit(built, rows, loss, schedule, deadlines.training(reserve), display, output_dir)
+    with display.phase("agreement with the teacher, after training"):
+        after = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
+    return _Outcome(dataset, plan, scored, held_out, rows, fit, before, after)
+
+
+def _distillation_result(
+    teacher: str | Path, built: Student, outcome: _Outcome, loss: str, started: float, output_dir: Path
+) -> DistillationResult:
+    dataset, scored = outcome.dataset, outcome.scored
+    return DistillationResult(
         output_dir=output_dir,
         teacher=str(Path(teacher).expanduser().resolve()),
         teacher_backend=scored.backend,
@@ -187,24 +252,20 @@ def distill(
         loss="MSELoss" if loss == "mse" else "MarginMSELoss",
         queries=len(dataset.queries),
         pseudo_queries=len(dataset.pseudo_queries),
-        held_out_queries=len(held_out),
-        pairs=dataset.pairs(plan.held_out + plan.train),
+        held_out_queries=len(outcome.held_out),
+        pairs=dataset.pairs(outcome.plan.held_out + outcome.plan.train),
         pairs_scored=scored.scoring.scored,
         pairs_reused=scored.scoring.reused,
-        training_pairs=len(rows),
-        steps=fit.steps,
+        training_pairs=len(outcome.rows),
+        steps=outcome.fit.steps,
         minutes=round((time.monotonic() - started) / 60, 2),
-        before=before,
-        after=after,
-        loss_history=fit.history,
-        interrupted=fit.interrupted,
+        before=outcome.before,
+        after=outcome.after,
+        loss_history=outcome.fit.history,
+        interrupted=outcome.fit.interrupted,
         same_tokenizer=built.same_tokenizer,
         teacher_scores_file=str(scored.cache_path),
     )
-    save_student(built, result, dataset.source, Path(teacher).expanduser())
-    if show_progress:
-        print_summary(result)
-    return result
 
 
 def _check_arguments(
