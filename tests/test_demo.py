@@ -329,10 +329,17 @@ def test_the_starter_recipe_derives_its_train_config():
 
 
 def test_starter_build_uses_the_bi_encoder_recipe_and_is_cached(monkeypatch, tmp_path, tiny_bi_encoder, starter_rows):
+    from rich.console import Console
+
     output = starter_model_dir(tmp_path)
+    console = Console(record=True, width=200)
     build = build_starter_model(
-        output, base_model=tiny_bi_encoder, max_steps=2, training_rows=starter_rows, show_progress=False
-    )
+        output, base_model=tiny_bi_encoder, max_steps=2, training_rows=starter_rows, show_progress=False,
+        console=console,
+    )  # fmt: skip
+    rows, labelled = starter_rows
+    train_queries = len({row["query"] for row in rows[:labelled]})
+    assert f"{labelled} labelled triplets from {train_queries} train queries" in console.export_text()
     assert build.path == output and build.steps == 2
     assert is_starter_model(output)
     assert not output.with_name(f"{output.name}.building").exists()

@@ -318,3 +318,18 @@ def test_cli_defaults_and_settings_are_the_train_config():
         learning_rate=2e-4, head_learning_rate=1e-3, max_steps=7, eval_fraction=0.0, calibrate=True, head="dense"
     )
     assert command.train_config(args) == expected
+
+
+def test_the_training_base_has_its_own_name_and_the_old_one_still_imports():
+    from crossencoder_haystack import training
+    from crossencoder_haystack.training import TrainingBase, base_model
+
+    with pytest.warns(DeprecationWarning, match="TrainingBase"):
+        assert training.BaseModel is TrainingBase
+    with pytest.warns(DeprecationWarning, match="pydantic"):
+        from crossencoder_haystack.training import BaseModel
+    assert BaseModel is TrainingBase
+    with pytest.warns(DeprecationWarning):
+        assert base_model.BaseModel is TrainingBase
+    with pytest.raises(AttributeError):
+        training.NoSuchName  # noqa: B018

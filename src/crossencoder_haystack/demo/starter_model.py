@@ -15,8 +15,8 @@ CPU has it, and saved as a plain sentence-transformers directory that declares `
   (train query, CV graded >= 2), that CV's best passage for the query (by BM25 over the passages) against the best
   passages of CVs graded 0 that BM25 ranks highest for the query, and of a CV graded 1 (a near miss);
 - self-supervised rows from the corpus: pseudo-queries made of the rarest words of a CV's bullet lines, the passage
-  holding the line as the positive and BM25-hard passages of other CVs as negatives. 18 labelled queries alone
-  teach too little; these teach "the passage that says it" in both languages;
+  holding the line as the positive and BM25-hard passages of other CVs as negatives. The few labelled queries
+  alone teach too little; these teach "the passage that says it" in both languages;
 - a fixed seed and a bounded number of steps: a few minutes on a 2-core CPU;
 - no WiSE-FT interpolation back towards the base: every judged train query is a training query, so none is left
   to choose the weight on, and `train(...)` keeps the tuned weights (t = 1). On the held-out queries t = 1 measured
@@ -390,9 +390,9 @@ def build_starter_model(
         training_rows = starter_training_rows(tokenizer=tokenizer, recipe=recipe, seed=seed)
     rows, labelled = training_rows
     console.print(
-        f"Building the starter model: {labelled} labelled triplets from the 18 train queries + "
-        f"{len(rows) - labelled} self-supervised ones from the CVs, {config.max_steps} MNRL steps of the bi-encoder "
-        "recipe (a few minutes on a CPU, once)."
+        f"Building the starter model: {labelled} labelled triplets from {_query_count(rows[:labelled])} train "
+        f"queries + {len(rows) - labelled} self-supervised ones from the CVs, {config.max_steps} MNRL steps of the "
+        "bi-encoder recipe (a few minutes on a CPU, once)."
     )
     building = output.with_name(f"{output.name}.building")
     shutil.rmtree(building, ignore_errors=True)
@@ -432,6 +432,11 @@ def _tokenizer(base_model: str | Path | None) -> Any:
     from crossencoder_haystack.training.base_model import resolve_base_model
 
     return AutoTokenizer.from_pretrained(resolve_base_model(base_model))
+
+
+def _query_count(rows: list[dict[str, Any]]) -> int:
+    """How many distinct queries the rows come from."""
+    return len({row["query"] for row in rows})
 
 
 def _passage_key(passage: Document) -> str:
