@@ -333,3 +333,57 @@ def test_the_training_base_has_its_own_name_and_the_old_one_still_imports():
         assert base_model.BaseModel is TrainingBase
     with pytest.raises(AttributeError):
         training.NoSuchName  # noqa: B018
+
+
+def _import_graph(root):
+    """Module -> the modules of `root` it imports, at module level or inside a function (ast, nothing imported)."""
+    import ast
+
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*kept, base] if base else kept)
+                for alias in node.names:
+                    target = f"{base}.{alias.name}"
+                    edges.add(target if target in modules else base)
+        graph[name] = {edge for edge in edges if edge in modules and edge != name}
+    return graph
+
+
+def _reaches(graph, start, goal):
+    seen, todo = set(), [start]
+    while todo:
+        for following in graph[todo.pop()] - seen:
+            if following == goal:
+                return True
+            seen.add(following)
+            todo.append(following)
+    return False
+
+
+def test_training_demo_and_multilingual_modules_import_nothing_that_imports_them_back():
+    from pathlib import Path
+
+    import crossencoder_haystack
+
+    graph = _import_graph(Path(crossencoder_haystack.__file__).parent.parent)
+    ours = [
+        name
+        for name in graph
+        if name.startswith(tuple(f"crossencoder_haystack.{part}" for part in ("training", "demo", "multilingual")))
+    ]
+    assert "crossencoder_haystack.training.trainer" in ours
+    cycles = sorted(name for name in ours if _reaches(graph, name, name))
+    assert cycles == []
