@@ -387,3 +387,34 @@ def test_training_demo_and_multilingual_modules_import_nothing_that_imports_them
     assert "crossencoder_haystack.training.trainer" in ours
     cycles = sorted(name for name in ours if _reaches(graph, name, name))
     assert cycles == []
+
+
+def test_a_training_run_shows_one_progress_display_and_no_raw_logs(
+    capsys, monkeypatch, tmp_path, toy_files, tiny_model_path
+):
+    monkeypatch.setenv("COLUMNS", "160")  # captured output is no terminal: rich takes the width from here
+    data, eval_data = toy_files["pairs"]
+    settings = {"eval_data": eval_data, "base_model": tiny_model_path, "max_steps": 4, "batch_size": 8, "eval_steps": 2}
+    result = train(data, tmp_path / "quiet", **settings, **{**FAST, "show_progress": True})
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "{'loss'" not in shown and "'grad_norm'" not in shown  # no raw trainer dicts
+    assert "it/s]" not in shown and "Loading weights" not in shown and "Writing model shards" not in shown  # no tqdm
+    assert "training steps" in shown and "4/4" in shown  # the one display: steps, loss and the last evaluation
+    assert f"loss {result.loss_history[-1][1]:.4f}" in shown and "eval nDCG@10" in shown
+    assert "Fine-tuning summary" in shown
+
+    train(data, tmp_path / "verbose", **settings, **{**FAST, "verbose": True})
+    assert "{'loss'" in capsys.readouterr().out  # --verbose: the library's raw logs are back
+
+
+def test_cli_train_and_distill_take_verbose():
+    from crossencoder_haystack.training import command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data", "d", "--output", "o", "--verbose"])
+    assert command.train_config(args).verbose is True
+    assert command.train_config(parser.parse_args(["train", "--data", "d", "--output", "o"])).verbose is False
+    args = parser.parse_args(["distill", "--teacher", "t", "--queries", "q", "--output", "o", "--verbose"])
+    assert args.verbose is True

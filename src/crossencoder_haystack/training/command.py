@@ -85,6 +85,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="at the end, calibrate the scores on the held-out queries (as rerank calibrate does), so the model "
         "returns P(relevant)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress "
+        "display",
+    )
     parser.set_defaults(func=_train)
 
 

@@ -53,7 +53,10 @@ class TrainConfig:
     :param eval_steps: Evaluate and checkpoint every this many steps; None picks about 5 evaluations per run.
     :param mini_batch_size: Chunk size for CMNRL (GradCache) and LambdaLoss forward passes (memory only).
     :param max_minutes: Stop training after this wall-clock budget (the schedule still follows `max_steps`).
-    :param show_progress: Show the progress display and the final summary table.
+    :param show_progress: Show the progress display (steps with the ETA, the current loss and the last evaluation)
+        and the final summary table.
+    :param verbose: Let transformers, sentence-transformers and datasets print as they do on their own (the
+        trainer's raw log dicts, their tqdm bars and info logs) instead of the one progress display.
     :param check_data: A BEIR folder or a judged data file outside the training domain (bi-encoder recipe): the
         start and every candidate are scored there, and none more than a point below the start is kept.
     :param check_split: The BEIR split of `check_data` (the only split, if it has one).
@@ -81,6 +84,7 @@ class TrainConfig:
     mini_batch_size: int = 16
     max_minutes: float | None = None
     show_progress: bool = True
+    verbose: bool = False
     check_data: str | Path | None = None
     check_split: str = "test"
     check_max_queries: int | None = None

@@ -23,6 +23,7 @@ from crossencoder_haystack.training.data import TrainingData, load_training_data
 from crossencoder_haystack.training.losses import choose_loss
 from crossencoder_haystack.training.model_card import write_model_card
 from crossencoder_haystack.training.precision import training_uses_bf16
+from crossencoder_haystack.training.progress import JobDisplay, quiet_libraries, quiet_trainer, training_progress
 
 EVALUATOR_NAME = "rerank"
 _CHECKPOINTS = "checkpoints"
@@ -116,10 +117,14 @@ def train(
     bi_encoder = uses_bi_encoder_recipe(config.base_model, config.head)
     config.validate(bi_encoder)
     train_data, evaluation_data = _training_and_evaluation_data(data, eval_data, config)
-    run = _Run(train_data, evaluation_data, Path(output).expanduser(), config, list(callbacks or []))
-    result = _train_bi_encoder(run) if bi_encoder else _train_cross_encoder(run)
-    result.config = config
-    return _calibrated(result, evaluation_data, config.show_progress) if config.calibrate else result
+    with quiet_libraries(config.verbose):
+        with JobDisplay(config.show_progress and not config.verbose) as display:
+            run = _Run(train_data, evaluation_data, Path(output).expanduser(), config, list(callbacks or []), display)
+            result = _train_bi_encoder(run) if bi_encoder else _train_cross_encoder(run)
+        result.config = config
+        if config.show_progress:
+            print_summary(result)
+        return _calibrated(result, evaluation_data, config.show_progress) if config.calibrate else result
 
 
 @dataclass
@@ -131,6 +136,7 @@ class _Run:
     output_dir: Path
     config: TrainConfig
     callbacks: list[Any]
+    display: JobDisplay
 
 
 def _training_and_evaluation_data(
@@ -188,12 +194,14 @@ def _train_cross_encoder(run: _Run) -> TrainingResult:
     evaluator = _evaluator(run.evaluation_data)
     epochs = 1.0 if config.epochs is None else config.epochs
     trainer = _cross_encoder_trainer(run, base.model, choice, evaluator, epochs, rates)
-    before = _metrics(evaluator(base.model)) if evaluator else {}
+    with run.display.phase("evaluating the starting model"):
+        before = _metrics(evaluator(base.model)) if evaluator else {}
     minutes, interrupted = _timed_training(trainer)
-    model, after = _kept_model(trainer, base.model, choice.activation, evaluator, interrupted)
-    run.output_dir.mkdir(parents=True, exist_ok=True)
-    model.save(str(run.output_dir))
-    shutil.rmtree(run.output_dir / _CHECKPOINTS, ignore_errors=True)
+    with run.display.phase("evaluating and saving the kept model"):
+        model, after = _kept_model(trainer, base.model, choice.activation, evaluator, interrupted)
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        model.save(str(run.output_dir))
+        shutil.rmtree(run.output_dir / _CHECKPOINTS, ignore_errors=True)
     best = trainer.state.best_model_checkpoint
     result = TrainingResult(
         output_dir=run.output_dir,
@@ -278,14 +286,14 @@ def _cross_encoder_trainer(
         logging_steps=max(1, min(10, eval_every)),
         report_to="none",
         dataloader_num_workers=0,
-        disable_tqdm=not config.show_progress,
+        disable_tqdm=not (config.verbose and config.show_progress),  # else the one display shows the steps
         use_cpu=not torch.cuda.is_available(),
         batch_sampler=(
             BatchSamplers.NO_DUPLICATES if run.train_data.shape == "triplets" else BatchSamplers.BATCH_SAMPLER
         ),
         push_to_hub=False,
     )
-    return CrossEncoderTrainer(
+    trainer = CrossEncoderTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -294,11 +302,12 @@ def _cross_encoder_trainer(
         callbacks=_trainer_callbacks(run),
         optimizers=(_optimizer(model, *rates), None),
     )
+    return quiet_trainer(trainer, config.verbose)
 
 
 def _trainer_callbacks(run: _Run) -> list[Any]:
-    """The caller's callbacks, and the time budget when there is one."""
-    callbacks = list(run.callbacks)
+    """The caller's callbacks, the progress display's and the time budget when there is one."""
+    callbacks = [*run.callbacks, training_progress(run.display)]
     if run.config.max_minutes is not None:
         callbacks.append(time_budget(run.config.max_minutes))
     return callbacks
@@ -334,10 +343,8 @@ def _loss_history(trainer: Any) -> list[tuple[int, float]]:
 
 
 def _finished(run: _Run, result: TrainingResult, hyper_parameters: dict[str, Any]) -> TrainingResult:
-    """Write the model card, show the summary and return the result."""
+    """Write the model card and return the result."""
     write_model_card(run.output_dir, result, run.train_data, run.evaluation_data, hyper_parameters)
-    if run.config.show_progress:
-        print_summary(result)
     return result
 
 
@@ -381,22 +388,25 @@ def _train_bi_encoder(run: _Run) -> TrainingResult:
     if config.check_data is not None:
         check_set = load_check_set(config.check_data, config.check_split, config.check_max_queries)
     evaluations = _AnchorEvaluations(samples)
-    before = evaluations.by_weight[0.0] = bi_encoder.evaluate_reranking(model, samples) if samples else {}
+    with run.display.phase("evaluating the starting model"):
+        before = evaluations.by_weight[0.0] = bi_encoder.evaluate_reranking(model, samples) if samples else {}
     start_state = bi_encoder.snapshot(model)
     rows = bi_encoder.triplet_rows(run.train_data, config.seed)
     schedule = _bi_encoder_schedule(config, len(rows))
     fitted = _fit_bi_encoder(run, model, rows, schedule)
-    choice = bi_encoder.choose_anchor(
-        model,
-        start_state,
-        bi_encoder.snapshot(model),
-        evaluations.in_domain if samples else None,
-        check_set.ndcg_at_10 if check_set is not None else None,
-        (0.0,) if fitted[0] == 0 else config.anchor_weights or bi_encoder.DEFAULT_ANCHOR_WEIGHTS,
-        on_weight=evaluations.on_weight,
-    )
+    with run.display.phase("choosing the interpolation weight towards the start"):
+        choice = bi_encoder.choose_anchor(
+            model,
+            start_state,
+            bi_encoder.snapshot(model),
+            evaluations.in_domain if samples else None,
+            check_set.ndcg_at_10 if check_set is not None else None,
+            (0.0,) if fitted[0] == 0 else config.anchor_weights or bi_encoder.DEFAULT_ANCHOR_WEIGHTS,
+            on_weight=evaluations.on_weight,
+        )
     model.max_seq_length = bi_encoder.base_max_length(source)
-    fusion = _save_bi_encoder(run, model, choice, samples)
+    with run.display.phase("saving"):
+        fusion = _save_bi_encoder(run, model, choice, samples)
     steps, minutes, history, interrupted = fitted
     result = TrainingResult(
         output_dir=run.output_dir,
@@ -461,7 +471,8 @@ def _fit_bi_encoder(
         seed=config.seed,
         max_minutes=config.max_minutes,
         show_progress=config.show_progress,
-        callbacks=run.callbacks,
+        callbacks=[*run.callbacks, training_progress(run.display)],
+        verbose=config.verbose,
     )
 
 
