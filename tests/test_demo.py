@@ -321,15 +321,30 @@ def tiny_bi_encoder(tmp_path_factory, minilm_tokenizer) -> Path:
     return root / "bi"
 
 
+def test_the_starter_recipe_derives_its_train_config():
+    config = starter_recipe("minilm").train_config(max_steps=2, seed=7, show_progress=False)
+    assert (config.head, config.eval_fraction, config.max_steps, config.seed) == ("bi-encoder", 0, 2, 7)
+    assert (config.batch_size, config.max_length) == (16, 128 + 16)
+    assert starter_recipe("multilingual").train_config().max_steps == starter_recipe("multilingual").max_steps
+
+
 def test_starter_build_uses_the_bi_encoder_recipe_and_is_cached(monkeypatch, tmp_path, tiny_bi_encoder, starter_rows):
+    from rich.console import Console
+
     output = starter_model_dir(tmp_path)
+    console = Console(record=True, width=200)
     build = build_starter_model(
-        output, base_model=tiny_bi_encoder, max_steps=2, training_rows=starter_rows, show_progress=False
-    )
+        output, base_model=tiny_bi_encoder, max_steps=2, training_rows=starter_rows, show_progress=False,
+        console=console,
+    )  # fmt: skip
+    rows, labelled = starter_rows
+    train_queries = len({row["query"] for row in rows[:labelled]})
+    assert f"{labelled} labelled triplets from {train_queries} train queries" in console.export_text()
     assert build.path == output and build.steps == 2
     assert is_starter_model(output)
     assert not output.with_name(f"{output.name}.building").exists()
-    assert ".building" not in (output / "README.md").read_text(encoding="utf-8")
+    card = (output / "README.md").read_text(encoding="utf-8")
+    assert ".building" not in card and str(output) not in card  # the card names no directory, so none to fix up
     assert json.loads((output / "crossencoder_haystack.json").read_text(encoding="utf-8"))["scorer"] == "bi-encoder"
     # PassageSplitter(max_length=...) with its 64 query tokens and BERT's 3 special tokens: 128-token passages
     assert ranking_settings(output) == {"max_length": 128 + 64 + 3, "overlap_tokens": 16}

@@ -281,3 +281,140 @@ def test_cli_choices_match_the_library_constants():
         if action.choices
     }
     assert choices["head"] == HEADS and choices["retriever"] == RETRIEVERS and choices["sample"] == SAMPLES
+
+
+def test_keyword_arguments_and_a_train_config_give_the_same_run(tmp_path, toy_files, tiny_model_path):
+    from crossencoder_haystack.training import TrainConfig
+
+    data, _ = toy_files["pairs"]
+    settings = {"eval_fraction": 0, "base_model": tiny_model_path, "max_steps": 2, "batch_size": 8, **FAST}
+    by_keywords = train(data, tmp_path / "a", **settings)
+    by_config = train(data, tmp_path / "b", config=TrainConfig(**settings))
+    assert by_keywords.config == by_config.config == TrainConfig(**settings)
+    cards = [(tmp_path / run / "README.md").read_text() for run in ("a", "b")]
+    assert cards[0].split("- steps:")[0] == cards[1].split("- steps:")[0]  # same card up to the timing
+    hyper_parameters = json.loads(cards[0].split("```json")[1].split("```")[0])
+    assert hyper_parameters["max_steps"] == 2 and hyper_parameters["batch_size"] == 8
+    assert hyper_parameters["learning_rate"] == FAST["learning_rate"] and hyper_parameters["head"] == "kept"
+    assert str(tmp_path) not in cards[0]  # the card names no output path: it stays true when the model moves
+    # keywords replace the fields of a given config; an unknown one is refused
+    assert TrainConfig(max_steps=5, seed=1).replace(max_steps=2) == TrainConfig(max_steps=2, seed=1)
+    with pytest.raises(TypeError, match="max_stepz"):
+        train(data, tmp_path / "c", config=TrainConfig(), max_stepz=1)
+
+
+def test_cli_defaults_and_settings_are_the_train_config():
+    from crossencoder_haystack.training import TrainConfig, command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data", "d.jsonl", "--output", "out"])
+    assert command.train_config(args) == TrainConfig()
+    args = parser.parse_args(
+        ["train", "--data", "d", "--output", "o", "--lr", "2e-4", "--head-lr", "1e-3", "--max-steps", "7",
+         "--eval", "e.jsonl", "--calibrate", "--head", "dense"]
+    )  # fmt: skip
+    expected = TrainConfig(
+        learning_rate=2e-4, head_learning_rate=1e-3, max_steps=7, eval_fraction=0.0, calibrate=True, head="dense"
+    )
+    assert command.train_config(args) == expected
+
+
+def test_the_training_base_has_its_own_name_and_the_old_one_still_imports():
+    from crossencoder_haystack import training
+    from crossencoder_haystack.training import TrainingBase, base_model
+
+    with pytest.warns(DeprecationWarning, match="TrainingBase"):
+        assert training.BaseModel is TrainingBase
+    with pytest.warns(DeprecationWarning, match="pydantic"):
+        from crossencoder_haystack.training import BaseModel
+    assert BaseModel is TrainingBase
+    with pytest.warns(DeprecationWarning):
+        assert base_model.BaseModel is TrainingBase
+    with pytest.raises(AttributeError):
+        training.NoSuchName  # noqa: B018
+
+
+def _import_graph(root):
+    """Module -> the modules of `root` it imports, at module level or inside a function (ast, nothing imported)."""
+    import ast
+
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*kept, base] if base else kept)
+                for alias in node.names:
+                    target = f"{base}.{alias.name}"
+                    edges.add(target if target in modules else base)
+        graph[name] = {edge for edge in edges if edge in modules and edge != name}
+    return graph
+
+
+def _reaches(graph, start, goal):
+    seen, todo = set(), [start]
+    while todo:
+        for following in graph[todo.pop()] - seen:
+            if following == goal:
+                return True
+            seen.add(following)
+            todo.append(following)
+    return False
+
+
+def test_training_demo_and_multilingual_modules_import_nothing_that_imports_them_back():
+    from pathlib import Path
+
+    import crossencoder_haystack
+
+    graph = _import_graph(Path(crossencoder_haystack.__file__).parent.parent)
+    ours = [
+        name
+        for name in graph
+        if name.startswith(tuple(f"crossencoder_haystack.{part}" for part in ("training", "demo", "multilingual")))
+    ]
+    assert "crossencoder_haystack.training.trainer" in ours
+    cycles = sorted(name for name in ours if _reaches(graph, name, name))
+    assert cycles == []
+
+
+def test_a_training_run_shows_one_progress_display_and_no_raw_logs(
+    capsys, monkeypatch, tmp_path, toy_files, tiny_model_path
+):
+    monkeypatch.setenv("COLUMNS", "160")  # captured output is no terminal: rich takes the width from here
+    data, eval_data = toy_files["pairs"]
+    settings = {"eval_data": eval_data, "base_model": tiny_model_path, "max_steps": 4, "batch_size": 8, "eval_steps": 2}
+    result = train(data, tmp_path / "quiet", **settings, **{**FAST, "show_progress": True})
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "{'loss'" not in shown and "'grad_norm'" not in shown  # no raw trainer dicts
+    assert "it/s]" not in shown and "Loading weights" not in shown and "Writing model shards" not in shown  # no tqdm
+    assert "training steps" in shown and "4/4" in shown  # the one display: steps, loss and the last evaluation
+    assert f"loss {result.loss_history[-1][1]:.4f}" in shown and "eval nDCG@10" in shown
+    assert "Fine-tuning summary" in shown
+
+    train(data, tmp_path / "verbose", **settings, **{**FAST, "verbose": True})
+    assert "{'loss'" in capsys.readouterr().out  # --verbose: the library's raw logs are back
+
+
+def test_cli_train_and_distill_take_verbose():
+    from crossencoder_haystack.training import command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--data", "d", "--output", "o", "--verbose"])
+    assert command.train_config(args).verbose is True
+    assert command.train_config(parser.parse_args(["train", "--data", "d", "--output", "o"])).verbose is False
+    args = parser.parse_args(["distill", "--teacher", "t", "--queries", "q", "--output", "o", "--verbose"])
+    assert args.verbose is True

@@ -129,18 +129,7 @@ def run_demo(
     embedding = choose_embedder(embedder, cache_dir=cache_dir)
     dataset = load_hr_dataset("test")
     documents = cv_documents(dataset)
-    console.print(
-        f"[bold]rerank demo[/bold] — HR candidate search: {len(documents)} fictional CVs (Turkish and English), "
-        "recruiter queries, offline."
-    )
-    console.print(f"[bold]Retrieval:[/bold] {escape(embedding.reason)}")
-    if embedding.hint:
-        console.print(f"[yellow]{escape(embedding.hint)}[/yellow]")
-    multilingual_model = None
-    convert_seconds = 0.0
-    if embedding.kind == "multilingual":
-        multilingual_model, convert_seconds = _multilingual_model(cache_dir, console)
-
+    multilingual_model, convert_seconds = _introduce(embedding, len(documents), cache_dir, console)
     choice = choose_model(model, cache_dir=cache_dir, base=embedding.kind)
     console.print(f"[bold]Reranker:[/bold] {escape(choice.reason)}")
     result = DemoResult(model=choice, embedder=embedding, convert_seconds=convert_seconds)
@@ -158,21 +147,7 @@ def run_demo(
     how = "loaded from the cache" if result.embeddings_cached else f"embedded with {model_name} and cached"
     console.print(f"Indexed {len(documents)} CVs ({how}) in {result.index_seconds:.1f} s.")
     search = _search(choice, store, multilingual_model, top_k, first_stage_k, precision)
-
-    planned = _planned_queries(queries, interactive)
-    for query in planned:
-        result.results.append(_run_query(search, query, top_k, console))
-    if interactive:
-        read = ask or console.input
-        while True:
-            try:
-                text = read("[bold]query>[/bold] ").strip()
-            except EOFError:
-                break
-            if text.lower() in _QUIT_WORDS:
-                break
-            result.results.append(_run_query(search, DemoQuery("", text, ""), top_k, console))
-
+    result.results = _run_queries(search, _planned_queries(queries, interactive), interactive, top_k, console, ask)
     if result.results:
         seconds = sum(item.seconds for item in result.results)
         console.print(f"Reranked {len(result.results)} queries in {seconds:.0f} s ({escape(choice.model)}).")
@@ -184,6 +159,45 @@ def run_demo(
             result.metrics = _metrics(dataset.qrels, result.results, bm25)
             console.print(_metrics_table(result.metrics, len(result.results), search))
     return result
+
+
+def _introduce(
+    embedding: EmbedderChoice, cv_count: int, cache_dir: str | Path | None, console: Any
+) -> tuple[Path | None, float]:
+    """Print what the demo runs on; the converted multilingual model (None on the MiniLM path) and its seconds."""
+    console.print(
+        f"[bold]rerank demo[/bold] — HR candidate search: {cv_count} fictional CVs (Turkish and English), "
+        "recruiter queries, offline."
+    )
+    console.print(f"[bold]Retrieval:[/bold] {escape(embedding.reason)}")
+    if embedding.hint:
+        console.print(f"[yellow]{escape(embedding.hint)}[/yellow]")
+    if embedding.kind != "multilingual":
+        return None, 0.0
+    return _multilingual_model(cache_dir, console)
+
+
+def _run_queries(
+    search: "_Search",
+    planned: list[DemoQuery],
+    interactive: bool,
+    top_k: int,
+    console: Any,
+    ask: Callable[[str], str] | None,
+) -> list[QueryResult]:
+    """The planned queries' results, then (interactive) those typed at the prompt until an empty line or "quit"."""
+    results = [_run_query(search, query, top_k, console) for query in planned]
+    if interactive:
+        read = ask or console.input
+        while True:
+            try:
+                text = read("[bold]query>[/bold] ").strip()
+            except EOFError:
+                break
+            if text.lower() in _QUIT_WORDS:
+                break
+            results.append(_run_query(search, DemoQuery("", text, ""), top_k, console))
+    return results
 
 
 def _console() -> Any:

@@ -15,8 +15,8 @@ CPU has it, and saved as a plain sentence-transformers directory that declares `
   (train query, CV graded >= 2), that CV's best passage for the query (by BM25 over the passages) against the best
   passages of CVs graded 0 that BM25 ranks highest for the query, and of a CV graded 1 (a near miss);
 - self-supervised rows from the corpus: pseudo-queries made of the rarest words of a CV's bullet lines, the passage
-  holding the line as the positive and BM25-hard passages of other CVs as negatives. 18 labelled queries alone
-  teach too little; these teach "the passage that says it" in both languages;
+  holding the line as the positive and BM25-hard passages of other CVs as negatives. The few labelled queries
+  alone teach too little; these teach "the passage that says it" in both languages;
 - a fixed seed and a bounded number of steps: a few minutes on a 2-core CPU;
 - no WiSE-FT interpolation back towards the base: every judged train query is a training query, so none is left
   to choose the weight on, and `train(...)` keeps the tuned weights (t = 1). On the held-out queries t = 1 measured
@@ -31,12 +31,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from haystack import Document
 
 from crossencoder_haystack.data import BeirDataset
 from crossencoder_haystack.demo.dataset import load_hr_dataset
+
+if TYPE_CHECKING:
+    from crossencoder_haystack.training.config import TrainConfig
 
 StarterBase = Literal["minilm", "multilingual"]
 STARTER_MANIFEST = "starter.json"
@@ -49,6 +52,8 @@ PSEUDO_QUERIES_PER_CV = 3
 _BULLET = re.compile(r"^\s*[-*•]\s+(.+)$", re.MULTILINE)
 _WORD = re.compile(r"[^\W\d_][\w'+#.-]*[\w+#]|[^\W\d_]")
 _MIN_BULLET_WORDS = 6
+# Training truncates at the passage budget plus room for the special tokens and a `passage: ` prefix.
+_PREFIX_AND_SPECIAL_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,36 @@ class StarterRecipe:
     negatives: int
     max_steps: int
     batch_size: int
+
+    def train_config(
+        self,
+        *,
+        base_model: str | Path | None = None,
+        max_steps: int | None = None,
+        seed: int = DEFAULT_SEED,
+        show_progress: bool = True,
+    ) -> "TrainConfig":
+        """
+        The `train(...)` settings of this recipe: the bi-encoder recipe on every row (nothing held out), truncating
+        at the passage budget plus room for the special tokens and a `passage: ` prefix.
+
+        :param base_model: The bi-encoder directory to fine-tune; None for the bundled all-MiniLM-L6-v2.
+        :param max_steps: MNRL optimizer steps; None for the recipe's.
+        :param seed: Seeds the data order.
+        :param show_progress: Show the training progress display.
+        """
+        from crossencoder_haystack.training.config import TrainConfig
+
+        return TrainConfig(
+            base_model=base_model,
+            eval_fraction=0,
+            head="bi-encoder",
+            max_steps=self.max_steps if max_steps is None else max_steps,
+            batch_size=self.batch_size,
+            max_length=self.passage_tokens + _PREFIX_AND_SPECIAL_TOKENS,
+            seed=seed,
+            show_progress=show_progress,
+        )
 
 
 STARTER_RECIPES: dict[str, StarterRecipe] = {
@@ -342,11 +377,12 @@ def build_starter_model(
     from rich.console import Console
     from rich.markup import escape
 
-    from crossencoder_haystack.training import TrainingData, train
+    from crossencoder_haystack.training.data import TrainingData
+    from crossencoder_haystack.training.trainer import train
 
     console = console or Console()
     recipe = recipe or starter_recipe("minilm")
-    max_steps = recipe.max_steps if max_steps is None else max_steps
+    config = recipe.train_config(base_model=base_model, max_steps=max_steps, seed=seed, show_progress=show_progress)
     output = Path(output) if output is not None else starter_model_dir(base=recipe.base)
     started = time.monotonic()
     tokenizer = _tokenizer(base_model)
@@ -354,49 +390,40 @@ def build_starter_model(
         training_rows = starter_training_rows(tokenizer=tokenizer, recipe=recipe, seed=seed)
     rows, labelled = training_rows
     console.print(
-        f"Building the starter model: {labelled} labelled triplets from the 18 train queries + "
-        f"{len(rows) - labelled} self-supervised ones from the CVs, {max_steps} MNRL steps of the bi-encoder "
-        "recipe (a few minutes on a CPU, once)."
+        f"Building the starter model: {labelled} labelled triplets from {_query_count(rows[:labelled])} train "
+        f"queries + {len(rows) - labelled} self-supervised ones from the CVs, {config.max_steps} MNRL steps of the "
+        "bi-encoder recipe (a few minutes on a CPU, once)."
     )
     building = output.with_name(f"{output.name}.building")
     shutil.rmtree(building, ignore_errors=True)
     try:
-        result = train(
-            TrainingData(rows, "triplets", "hr_candidate_search train split + corpus pseudo-queries"),
-            building,
-            base_model=base_model,
-            eval_fraction=0,
-            head="bi-encoder",
-            max_steps=max_steps,
-            batch_size=recipe.batch_size,
-            max_length=recipe.passage_tokens + _PREFIX_AND_SPECIAL_TOKENS,
-            seed=seed,
-            show_progress=show_progress,
-        )
+        data = TrainingData(rows, "triplets", "hr_candidate_search train split + corpus pseudo-queries")
+        result = train(data, building, config)
         seconds = time.monotonic() - started
-        manifest = {
-            "name": recipe.name,
-            "base": recipe.base,
-            "built_seconds": round(seconds, 1),
-            "steps": result.steps,
-            "labelled_rows": labelled,
-            "pseudo_rows": len(rows) - labelled,
-            "seed": seed,
-            "ranking": splitter_settings(tokenizer, recipe),
-        }
-        (building / STARTER_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _point_model_card_at(building, output)
+        build = StarterBuild(output, seconds, result.steps, labelled, len(rows) - labelled)
+        _write_manifest(building, recipe, build, seed, splitter_settings(tokenizer, recipe))
         shutil.rmtree(output, ignore_errors=True)
         output.parent.mkdir(parents=True, exist_ok=True)
         building.replace(output)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     console.print(f"Starter model built in {seconds / 60:.1f} min and cached in {escape(str(output))}.")
-    return StarterBuild(output, seconds, result.steps, labelled, len(rows) - labelled)
+    return build
 
 
-# Training truncates at the passage budget plus room for the special tokens and a `passage: ` prefix.
-_PREFIX_AND_SPECIAL_TOKENS = 16
+def _write_manifest(directory: Path, recipe: StarterRecipe, build: StarterBuild, seed: int, ranking: dict) -> None:
+    """Write `starter.json` (last, after the weights: its presence marks a finished build)."""
+    manifest = {
+        "name": recipe.name,
+        "base": recipe.base,
+        "built_seconds": round(build.seconds, 1),
+        "steps": build.steps,
+        "labelled_rows": build.labelled_rows,
+        "pseudo_rows": build.pseudo_rows,
+        "seed": seed,
+        "ranking": ranking,
+    }
+    (directory / STARTER_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def _tokenizer(base_model: str | Path | None) -> Any:
@@ -407,11 +434,9 @@ def _tokenizer(base_model: str | Path | None) -> Any:
     return AutoTokenizer.from_pretrained(resolve_base_model(base_model))
 
 
-def _point_model_card_at(building: Path, output: Path) -> None:
-    """The model card names the directory it was saved in; make it name where the model ends up."""
-    card = building / "README.md"
-    if card.is_file():
-        card.write_text(card.read_text(encoding="utf-8").replace(str(building), str(output)), encoding="utf-8")
+def _query_count(rows: list[dict[str, Any]]) -> int:
+    """How many distinct queries the rows come from."""
+    return len({row["query"] for row in rows})
 
 
 def _passage_key(passage: Document) -> str:

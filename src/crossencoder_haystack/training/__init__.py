@@ -1,6 +1,9 @@
 """Fine-tuning cross-encoder rerankers: data formats, hard-negative mining and `train(...)` (`rerank train|mine`)."""
 
-from crossencoder_haystack.training.base_model import BaseModel, build_cross_encoder
+from typing import Any
+
+from crossencoder_haystack.training.base_model import TrainingBase, build_cross_encoder
+from crossencoder_haystack.training.config import TrainConfig
 from crossencoder_haystack.training.data import (
     DataProblem,
     TrainingData,
@@ -13,10 +16,11 @@ from crossencoder_haystack.training.mining import MiningInput, mine_hard_negativ
 from crossencoder_haystack.training.trainer import TrainingResult, train
 
 __all__ = [
-    "BaseModel",
     "DataProblem",
     "LossChoice",
     "MiningInput",
+    "TrainConfig",
+    "TrainingBase",
     "TrainingData",
     "TrainingDataError",
     "TrainingResult",
@@ -28,3 +32,13 @@ __all__ = [
     "train",
     "write_jsonl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names: `BaseModel` (now `TrainingBase`)."""
+    if name == "BaseModel":
+        from crossencoder_haystack.training import base_model
+
+        return base_model.BaseModel  # warns
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

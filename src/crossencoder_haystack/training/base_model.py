@@ -23,6 +23,7 @@ bi-encoders never trained, and learned slower still.
 """
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,8 +43,12 @@ _LEGACY_POOLING_KEYS = {
 
 
 @dataclass
-class BaseModel:
-    """A CrossEncoder ready to train, with what it was built from."""
+class TrainingBase:
+    """
+    The model a fine-tuning run starts from: a CrossEncoder ready to train, with what it was built from.
+
+    Its old name, `BaseModel`, which collided with pydantic's, is a deprecated alias.
+    """
 
     model: Any
     source: str
@@ -126,7 +131,7 @@ def uses_bi_encoder_recipe(base_model: str | Path | None, head: str) -> bool:
 
 def build_cross_encoder(
     base_model: str | Path | None = None, max_length: int = 128, seed: int = 42, head: Head = "auto"
-) -> BaseModel:
+) -> TrainingBase:
     """
     Build a trainable CrossEncoder.
 
@@ -176,7 +181,7 @@ def build_cross_encoder(
         if model.num_labels != 1:
             msg = f"base_model {source!r} has {model.num_labels} output labels; a reranker needs exactly 1."
             raise ValueError(msg)
-        return BaseModel(model, source, kind)
+        return TrainingBase(model, source, kind)
 
     transformer = Transformer(source, max_seq_length=max_length, model_kwargs={"local_files_only": local})
     transformer.model.config.num_labels = 1  # sentence-transformers reads the number of scores from here
@@ -188,7 +193,7 @@ def build_cross_encoder(
         )
         raise ValueError(msg)
     if head == "cosine" or (head == "auto" and segments):
-        return BaseModel(
+        return TrainingBase(
             CrossEncoder(modules=[transformer, SegmentCosineScore()], device="cpu"), source, kind, "cosine"
         )
     dimension = transformer.get_embedding_dimension()
@@ -202,7 +207,7 @@ def build_cross_encoder(
         module_output_name="scores",
     )
     model = CrossEncoder(modules=[transformer, pooling, dense], device="cpu")
-    return BaseModel(model, source, kind, "dense")
+    return TrainingBase(model, source, kind, "dense")
 
 
 def head_parameter_names(model: Any) -> set[str]:
@@ -238,3 +243,17 @@ def _read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {} if default is None else default
+
+
+def __getattr__(name: str) -> Any:
+    """`BaseModel`, the old name of `TrainingBase`, with a `DeprecationWarning`."""
+    if name == "BaseModel":
+        warnings.warn(
+            "crossencoder_haystack.training.BaseModel is deprecated (it collides with pydantic's BaseModel); "
+            "use TrainingBase.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TrainingBase
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -190,8 +190,14 @@ def fit(
     max_minutes: float | None,
     show_progress: bool,
     callbacks: list[Any],
+    verbose: bool = False,
 ) -> tuple[int, float, list[tuple[int, float]], bool]:
-    """Train `model` in place with MNRL; returns (steps, minutes, loss history, interrupted)."""
+    """
+    Train `model` in place with MNRL; returns (steps, minutes, loss history, interrupted).
+
+    The trainer prints nothing of its own (a `progress.training_progress` callback shows the steps) unless
+    `verbose`: then its raw log dicts, and its tqdm bar when `show_progress`, are back.
+    """
     import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -200,6 +206,7 @@ def fit(
 
     from crossencoder_haystack.training.callbacks import schedule_arguments, time_budget
     from crossencoder_haystack.training.precision import training_uses_bf16
+    from crossencoder_haystack.training.progress import quiet_trainer
 
     dataset = Dataset.from_list(rows)
     prompts = column_prompts(model, dataset.column_names)
@@ -215,7 +222,7 @@ def fit(
         logging_steps=max(1, min(10, total_steps // 10 or 1)),
         report_to="none",
         dataloader_num_workers=0,
-        disable_tqdm=not show_progress,
+        disable_tqdm=not (verbose and show_progress),
         use_cpu=not torch.cuda.is_available(),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         push_to_hub=False,
@@ -233,6 +240,7 @@ def fit(
         loss=MultipleNegativesRankingLoss(model, scale=RECIPE.loss_scale),
         callbacks=trainer_callbacks,
     )
+    quiet_trainer(trainer, verbose)
     started = time.monotonic()
     interrupted = False
     try:

@@ -4,15 +4,28 @@
 """
 
 import argparse
+import dataclasses
 
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.training.base_model import HEADS
+from crossencoder_haystack.training.config import TrainConfig
 from crossencoder_haystack.training.distill_command import register_distill
 from crossencoder_haystack.training.mining import RETRIEVERS, SAMPLES
 
+DEFAULTS = TrainConfig()
+# `rerank train` options whose destination is not the `TrainConfig` field of the same name
+_OPTION_FIELDS = {"lr": "learning_rate", "head_lr": "head_learning_rate"}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `train` and `mine` sub-commands."""
+    """Add the `train`, `mine` and `distill` sub-commands."""
+    _register_train(subparsers)
+    _register_mine(subparsers)
+    register_distill(subparsers)
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    """`rerank train`: its defaults are `TrainConfig`'s."""
     parser = subparsers.add_parser(
         "train",
         help="Fine-tune a cross-encoder reranker on pairs, triplets or lists (CSV, TSV, JSONL).",
@@ -25,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation = parser.add_mutually_exclusive_group()
     evaluation.add_argument("--eval", dest="eval_data", help="evaluation data in any of the training formats")
     evaluation.add_argument(
-        "--eval-fraction", type=float, default=0.1, help="share of queries held out for evaluation (0 = none)"
+        "--eval-fraction",
+        type=float,
+        default=DEFAULTS.eval_fraction,
+        help="share of queries held out for evaluation (0 = none)",
     )
     parser.add_argument(
         "--base-model",
@@ -40,26 +56,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-steps", type=int, help="optimizer steps (overrides --epochs); 0 saves the untrained bi-encoder reranker"
     )
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument(
         "--head",
         choices=list(HEADS),
-        default="auto",
+        default=DEFAULTS.head,
         help="auto: a bi-encoder base stays a bi-encoder (query and document encoded separately, so the untrained "
         "reranker ranks exactly as the base); an encoder gets the cosine head when its tokenizer marks segments, "
         "else dense. cosine / dense turn a bi-encoder into a cross-encoder; a cross-encoder keeps its own head",
     )
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the head's recipe)")
     parser.add_argument("--head-lr", type=float, help="scoring-head learning rate (default: the head's recipe)")
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=128, help="max tokens per (query, document) pair")
+    parser.add_argument("--warmup-ratio", type=float, default=DEFAULTS.warmup_ratio)
+    parser.add_argument(
+        "--max-length", type=int, default=DEFAULTS.max_length, help="max tokens per (query, document) pair"
+    )
     parser.add_argument("--max-minutes", type=float, help="stop after this wall-clock budget")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     parser.add_argument(
         "--check-data",
         help="BEIR folder or judged file outside your domain: keep no model more than 1 point below the start there",
     )
-    parser.add_argument("--check-split", default="test", help="BEIR split of --check-data")
+    parser.add_argument("--check-split", default=DEFAULTS.check_split, help="BEIR split of --check-data")
     parser.add_argument("--check-max-queries", type=int, help="score at most this many --check-data queries")
     parser.add_argument(
         "--calibrate",
@@ -67,8 +85,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="at the end, calibrate the scores on the held-out queries (as rerank calibrate does), so the model "
         "returns P(relevant)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress "
+        "display",
+    )
     parser.set_defaults(func=_train)
 
+
+def _register_mine(subparsers: argparse._SubParsersAction) -> None:
+    """`rerank mine`."""
     parser = subparsers.add_parser(
         "mine",
         help="Mine hard negatives for queries with known positives (BEIR dir or data file + corpus).",
@@ -111,34 +138,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_engine_arguments(parser)
     parser.set_defaults(func=_mine)
 
-    register_distill(subparsers)
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed `rerank train` arguments: each option named like a field, or in `_OPTION_FIELDS`."""
+    values = {field: getattr(args, option) for option, field in _OPTION_FIELDS.items()}
+    values |= {
+        name: getattr(args, name)
+        for name in (item.name for item in dataclasses.fields(TrainConfig))
+        if hasattr(args, name)
+    }
+    if args.eval_data:  # --eval replaces the held-out queries
+        values["eval_fraction"] = 0.0
+    return TrainConfig(**values)
 
 
 def _train(args: argparse.Namespace) -> int:
     from crossencoder_haystack.training.trainer import train
 
-    result = train(
-        args.data,
-        args.output,
-        eval_data=args.eval_data,
-        eval_fraction=0.0 if args.eval_data else args.eval_fraction,
-        base_model=args.base_model,
-        loss=args.loss,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        head_learning_rate=args.head_lr,
-        head=args.head,
-        warmup_ratio=args.warmup_ratio,
-        max_length=args.max_length,
-        seed=args.seed,
-        max_minutes=args.max_minutes,
-        check_data=args.check_data,
-        check_split=args.check_split,
-        check_max_queries=args.check_max_queries,
-        calibrate=args.calibrate,
-    )
+    result = train(args.data, args.output, train_config(args), eval_data=args.eval_data)
     return 130 if result.interrupted else 0
 
 

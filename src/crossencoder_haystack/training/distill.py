@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from crossencoder_haystack.training.agreement import Agreement, teacher_agreement
 from crossencoder_haystack.training.distill_data import DistillationSet, load_distillation_set, retrieve_first_stage
+from crossencoder_haystack.training.progress import JobDisplay, quiet_libraries, quiet_trainer, training_progress
 from crossencoder_haystack.training.student import Student, build_student
 from crossencoder_haystack.training.teacher_scores import (
     TeacherScoreCache,
@@ -82,6 +83,7 @@ class _Plan:
     train: list[str]
 
 
+# About 100 lines: 28 parameters and their docstring; the body is the steps, each a function of its own.
 def distill(
     teacher: str | Path,
     queries: str | Path | None = None,
@@ -110,6 +112,7 @@ def distill(
     cache_dir: str | Path | None = None,
     seed: int = 42,
     show_progress: bool = True,
+    verbose: bool = False,
 ) -> DistillationResult:
     """
     Train a student cross-encoder to reproduce `teacher`'s scores on your own queries and corpus, and save it.
@@ -153,6 +156,8 @@ def distill(
     :param cache_dir: Where teacher scores (and a teacher export) are kept; None: the user cache directory.
     :param seed: Seeds pseudo-queries, held-out queries, data order and a new head.
     :param show_progress: Show the progress display and the summary table.
+    :param verbose: Let transformers, sentence-transformers and datasets print as they do on their own (raw log
+        dicts, tqdm bars, info logs) instead of the one progress display.
     :returns: A `DistillationResult`.
     :raises ValueError: If a parameter is out of range.
     """
@@ -162,24 +167,88 @@ def distill(
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
     output_dir = Path(output).expanduser()
     built = build_student(teacher, layers=layers, base=student, max_length=max_length, seed=seed)  # checks layers
-    with _Display(show_progress) as display:
-        dataset = load_distillation_set(queries, corpus, split=split, pseudo_queries=pseudo_queries, seed=seed)
-        with display.phase("first stage: BM25 and embedding candidates"):
-            retrieve_first_stage(dataset, retriever=retriever, embedding_model=embedding_model, top_n=top_n)
-        plan = _plan(dataset, eval_queries, seed)
-        how = {"backend": teacher_backend, "precision": teacher_precision, "export_dir": cache_root / "exports"}
-        scored = _teacher_phase(teacher, how, cache_root, dataset, plan, deadlines.scoring, display)
-        held_out = {query_id: scored.scores[query_id] for query_id in plan.held_out if scored.scores.get(query_id)}
-        probe_started = time.monotonic()
-        with display.phase("agreement with the teacher, before training"):
-            before = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
-        reserve = 1.5 * (time.monotonic() - probe_started) + 10  # the agreement after training, and saving
-        rows = _rows(dataset, scored.scores, plan.train, loss, seed)
-        schedule = _Schedule(max_steps, epochs, batch_size, learning_rate, warmup_ratio, seed)
-        fit = _fit(built, rows, loss, schedule, deadlines.training(reserve), display, output_dir)
-        with display.phase("agreement with the teacher, after training"):
-            after = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
-    result = DistillationResult(
+    settings = {
+        "queries": queries,
+        "corpus": corpus,
+        "split": split,
+        "pseudo_queries": pseudo_queries,
+        "retriever": retriever,
+        "embedding_model": embedding_model,
+        "top_n": top_n,
+        "how": {"backend": teacher_backend, "precision": teacher_precision, "export_dir": cache_root / "exports"},
+        "eval_queries": eval_queries,
+        "seed": seed,
+    }
+    schedule = _Schedule(max_steps, epochs, batch_size, learning_rate, warmup_ratio, seed, verbose)
+    with quiet_libraries(verbose), JobDisplay(show_progress and not verbose) as display:
+        outcome = _phases(teacher, built, settings, cache_root, deadlines, loss, schedule, display, output_dir)
+    result = _distillation_result(teacher, built, outcome, loss, started, output_dir)
+    save_student(built, result, outcome.dataset.source, Path(teacher).expanduser())
+    if show_progress:
+        print_summary(result)
+    return result
+
+
+@dataclass
+class _Outcome:
+    """What the phases of a distillation produced."""
+
+    dataset: DistillationSet
+    plan: _Plan
+    scored: "_TeacherScores"
+    held_out: dict[str, dict[str, float]]
+    rows: Any
+    fit: "_Fit"
+    before: Agreement
+    after: Agreement
+
+
+def _phases(
+    teacher: str | Path,
+    built: Student,
+    settings: dict[str, Any],
+    cache_root: Path,
+    deadlines: "_Deadlines",
+    loss: str,
+    schedule: "_Schedule",
+    display: JobDisplay,
+    output_dir: Path,
+) -> _Outcome:
+    """First stage, teacher scores, agreement before, training, agreement after: each a line of the display."""
+    seed = settings["seed"]
+    dataset = load_distillation_set(
+        settings["queries"],
+        settings["corpus"],
+        split=settings["split"],
+        pseudo_queries=settings["pseudo_queries"],
+        seed=seed,
+    )
+    with display.phase("first stage: BM25 and embedding candidates"):
+        retrieve_first_stage(
+            dataset,
+            retriever=settings["retriever"],
+            embedding_model=settings["embedding_model"],
+            top_n=settings["top_n"],
+        )
+    plan = _plan(dataset, settings["eval_queries"], seed)
+    scored = _teacher_phase(teacher, settings["how"], cache_root, dataset, plan, deadlines.scoring, display)
+    held_out = {query_id: scored.scores[query_id] for query_id in plan.held_out if scored.scores.get(query_id)}
+    probe_started = time.monotonic()
+    with display.phase("agreement with the teacher, before training"):
+        before = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
+    reserve = 1.5 * (time.monotonic() - probe_started) + 10  # the agreement after training, and saving
+    rows = _rows(dataset, scored.scores, plan.train, loss, seed)
+    fit = _fit(built, rows, loss, schedule, deadlines.training(reserve), display, output_dir)
+    with display.phase("agreement with the teacher, after training"):
+        after = teacher_agreement(held_out, _student_scores(built.model, dataset, held_out))
+    return _Outcome(dataset, plan, scored, held_out, rows, fit, before, after)
+
+
+def _distillation_result(
+    teacher: str | Path, built: Student, outcome: _Outcome, loss: str, started: float, output_dir: Path
+) -> DistillationResult:
+    dataset, scored = outcome.dataset, outcome.scored
+    return DistillationResult(
         output_dir=output_dir,
         teacher=str(Path(teacher).expanduser().resolve()),
         teacher_backend=scored.backend,
@@ -187,24 +256,20 @@ def distill(
         loss="MSELoss" if loss == "mse" else "MarginMSELoss",
         queries=len(dataset.queries),
         pseudo_queries=len(dataset.pseudo_queries),
-        held_out_queries=len(held_out),
-        pairs=dataset.pairs(plan.held_out + plan.train),
+        held_out_queries=len(outcome.held_out),
+        pairs=dataset.pairs(outcome.plan.held_out + outcome.plan.train),
         pairs_scored=scored.scoring.scored,
         pairs_reused=scored.scoring.reused,
-        training_pairs=len(rows),
-        steps=fit.steps,
+        training_pairs=len(outcome.rows),
+        steps=outcome.fit.steps,
         minutes=round((time.monotonic() - started) / 60, 2),
-        before=before,
-        after=after,
-        loss_history=fit.history,
-        interrupted=fit.interrupted,
+        before=outcome.before,
+        after=outcome.after,
+        loss_history=outcome.fit.history,
+        interrupted=outcome.fit.interrupted,
         same_tokenizer=built.same_tokenizer,
         teacher_scores_file=str(scored.cache_path),
     )
-    save_student(built, result, dataset.source, Path(teacher).expanduser())
-    if show_progress:
-        print_summary(result)
-    return result
 
 
 def _check_arguments(
@@ -297,7 +362,7 @@ def _teacher_phase(
     dataset: DistillationSet,
     plan: _Plan,
     deadline: float | None,
-    display: "_Display",
+    display: JobDisplay,
 ) -> _TeacherScores:
     """Load the teacher on its fastest faithful backend and score the missing pairs, held-out queries first."""
     order = plan.held_out + plan.train
@@ -376,6 +441,7 @@ class _Schedule:
     learning_rate: float
     warmup_ratio: float
     seed: int
+    verbose: bool = False
 
 
 @dataclass
@@ -391,7 +457,7 @@ def _fit(
     loss_name: str,
     schedule: _Schedule,
     deadline: float | None,
-    display: "_Display",
+    display: JobDisplay,
     output_dir: Path,
 ) -> _Fit:
     """Train the student on the rows with sentence-transformers' CrossEncoderTrainer, within the deadline."""
@@ -420,8 +486,7 @@ def _fit(
         schedule.warmup_ratio,
         schedule.seed,
     )
-    task = display.add("student: training steps", steps)
-    callbacks = [_progress_callback(display, task)]
+    callbacks = [training_progress(display, "student: training steps")]
     if deadline is not None:
         callbacks.append(time_budget(max(0.01, (deadline - time.monotonic()) / 60)))
     trainer = CrossEncoderTrainer(
@@ -435,7 +500,7 @@ def _fit(
             logging_steps=10,
             report_to="none",
             dataloader_num_workers=0,
-            disable_tqdm=True,
+            disable_tqdm=True,  # the job's display shows the steps (and --verbose the raw logs)
             push_to_hub=False,
         ),
         train_dataset=rows,
@@ -443,6 +508,7 @@ def _fit(
         callbacks=callbacks,
         optimizers=(_optimizer(student, schedule.learning_rate), None),
     )
+    quiet_trainer(trainer, schedule.verbose)
     fit = _Fit()
     try:
         trainer.train()
@@ -525,65 +591,6 @@ def save_student(student: Student, result: DistillationResult, data_source: str,
         write_fusion_defaults(result.output_dir, declared["first_stage_weight"], declared.get("fusion", "minmax"))
     write_distillation_record(result, student, data_source)
     write_student_card(result, student, data_source)
-
-
-def _progress_callback(display: "_Display", task: Any) -> Any:
-    """A `transformers.TrainerCallback` that moves the display's training task with the trainer's steps."""
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            display.update(task, completed=state.global_step)
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if logs and "loss" in logs:
-                display.update(task, description=f"student: training steps (loss {logs['loss']:.4f})")
-
-    return Progress()
-
-
-class _Display:
-    """The one rich progress display of a run: a line per phase, a bar for scoring and for training."""
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not enabled,
-        )
-
-    def __enter__(self) -> "_Display":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
-
-    def add(self, description: str, total: int) -> Any:
-        return self.progress.add_task(description, total=total)
-
-    def advance(self, task: Any, amount: int) -> None:
-        self.progress.advance(task, amount)
-
-    def update(self, task: Any, **changes: Any) -> None:
-        self.progress.update(task, **changes)
-
-    def phase(self, description: str) -> Any:
-        """A context for a step without a count: a spinner while it runs, ticked off when it ends."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def running() -> Any:
-            task = self.progress.add_task(description, total=1)
-            yield
-            self.progress.update(task, completed=1)
-
-        return running()
 
 
 def print_summary(result: DistillationResult) -> None:

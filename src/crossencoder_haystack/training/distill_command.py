@@ -59,6 +59,12 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cache-dir", help="where teacher scores are cached (default: user cache directory)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress "
+        "display",
+    )
     parser.set_defaults(func=_distill)
 
 
@@ -90,5 +96,6 @@ def _distill(args: argparse.Namespace) -> int:
         teacher_precision=args.teacher_precision,
         cache_dir=args.cache_dir,
         seed=args.seed,
+        verbose=args.verbose,
     )
     return 130 if result.interrupted else 0
