@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 # Loopback fakes of the cloud APIs (Azure AI Inference, Azure OpenAI, Cohere) as fixtures for every test module.
-pytest_plugins = ["tests.cloud_fixtures"]
+# And a check that every test loading the real MiniLM weights is marked `integration` (tests/weight_loads.py).
+pytest_plugins = ["tests.cloud_fixtures", "tests.weight_loads"]
 
 # Tests must never reach for the Hugging Face hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

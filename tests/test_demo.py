@@ -384,6 +384,7 @@ def demo_cache(tmp_path_factory) -> Path:
     return cache
 
 
+@pytest.mark.integration
 def test_cli_demo_with_a_query_prints_its_table(capsys, demo_cache, tiny_model_path):
     query = "Python ve SQL bilen veri analisti"
     code = main(

@@ -63,6 +63,7 @@ def test_bm25_mining_excludes_positives(beir_dir, tmp_path, output_format):
     assert load_training_data(output).shape == output_format
 
 
+@pytest.mark.integration
 def test_embedding_mining_excludes_positives_even_when_duplicated_under_another_id(minilm_path):
     corpus = {**CORPUS, "d1-copy": CORPUS["d1"]}
     data = MiningInput(QUERIES, corpus, POSITIVES)
@@ -74,6 +75,7 @@ def test_embedding_mining_excludes_positives_even_when_duplicated_under_another_
         assert not set(row["negatives"]) & positives
 
 
+@pytest.mark.integration
 def test_margin_skips_candidates_scoring_close_to_the_positive(minilm_path):
     data = MiningInput(QUERIES, CORPUS, POSITIVES)
     plain = {"retriever": "embedding", "sample": "top", "relative_margin": None, "output_format": "lists"}

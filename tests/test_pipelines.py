@@ -175,6 +175,7 @@ def default_index() -> Iterator[InMemoryDocumentStore]:
     store.delete_all_documents()
 
 
+@pytest.mark.integration
 def test_the_offline_yaml_runs_once_its_models_are_local(minilm_path, tiny_model_path, minilm_store, default_index):
     text = (EXAMPLES / "offline_cross_encoder.yaml").read_text(encoding="utf-8")
     text = text.replace(LOCAL_EMBEDDING_MODEL_ID, str(minilm_path)).replace(DEFAULT_RANKER_MODEL, str(tiny_model_path))
@@ -260,6 +261,7 @@ def test_asking_for_dimensions_sizes_a_new_azure_ai_search_index(monkeypatch):
 # --- the offline pipelines ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 async def test_offline_cross_encoder_pipeline_retrieves_splits_and_reranks(minilm_store, spread_model_path):
     stored = {d.id: copy.deepcopy(d) for d in minilm_store.filter_documents()}
     outputs = {"retriever", "splitter"}
@@ -290,6 +292,7 @@ async def test_offline_cross_encoder_pipeline_retrieves_splits_and_reranks(minil
     assert {d.id: d for d in minilm_store.filter_documents()} == stored  # the store's documents are untouched
 
 
+@pytest.mark.integration
 @both_ways
 async def test_offline_hybrid_pipeline_joins_bm25_and_embedding_retrieval(minilm_store, tiny_model_path, how):
     pipeline = build_rerank_pipeline(
@@ -304,6 +307,7 @@ async def test_offline_hybrid_pipeline_joins_bm25_and_embedding_retrieval(minilm
     assert {d.id for d in result["ranker"]["documents"]} == joined
 
 
+@pytest.mark.integration
 @both_ways
 async def test_offline_cohere_pipeline_sends_the_retrieved_documents_to_cohere(
     minilm_store, cohere_server, monkeypatch, how
@@ -334,6 +338,7 @@ async def test_offline_cohere_pipeline_sends_the_retrieved_documents_to_cohere(
     assert [d.score for d in ranked] == [pytest.approx(token_overlap(QUERY, d.content)) for d in expected]
 
 
+@pytest.mark.integration
 @both_ways
 @pytest.mark.parametrize("fault", ["healthy", "500", "slow"])
 async def test_cohere_with_fallback_pipeline_says_who_ranked(

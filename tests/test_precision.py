@@ -180,6 +180,7 @@ class TestTorchPrecision:
         np.testing.assert_allclose(ours, predicted, atol=1e-5)
         np.testing.assert_allclose(ours, today, atol=1e-5)
 
+    @pytest.mark.integration
     def test_bf16_and_fp32_agree_on_the_order_of_clearly_separated_documents(self, minilm_cross_encoder_path):
         model = str(minilm_cross_encoder_path)
         fp32 = _scores(CrossEncoderRanker(model=model, precision="fp32", activation="identity"))
@@ -256,6 +257,7 @@ class TestTorchPrecision:
 
 
 class TestBiEncoderPrecision:
+    @pytest.mark.integration
     def test_bf16_and_fp32_agree_on_the_order_of_clearly_separated_documents(self, minilm_path):
         fp32 = _scores(CrossEncoderRanker(model=str(minilm_path), precision="fp32"))
         bf16_ranker = CrossEncoderRanker(model=str(minilm_path), precision="bf16", cache_size=10)

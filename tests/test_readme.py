@@ -31,7 +31,17 @@ def test_the_readme_has_code_blocks_of_each_kind():
     assert _blocks("python") and _blocks("yaml") and _blocks("bash")
 
 
-@pytest.mark.parametrize("index", range(len(_blocks("python"))))
+def _loads_real_minilm(code: str) -> bool:
+    return HUB_EMBEDDER in code or "bundled_minilm_path" in code
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(index, marks=pytest.mark.integration) if _loads_real_minilm(code) else index
+        for index, code in enumerate(_blocks("python"))
+    ],
+)
 def test_python_blocks_run(index, spread_model_path, minilm_path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = _localized(_blocks("python")[index], spread_model_path, minilm_path)

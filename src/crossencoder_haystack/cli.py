@@ -13,6 +13,7 @@ machine) unless the user sets `HAYSTACK_TELEMETRY_ENABLED` themselves.
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -97,7 +98,24 @@ def is_expected_error(error: BaseException) -> bool:
     return any(f"{cls.__module__}.{cls.__qualname__}" in EXPECTED_ERRORS for cls in type(error).__mro__)
 
 
+# What the `rerank` tools need beyond the components: the `cli` extra (also pulled in by train, eval and serve).
+TOOLING_MODULES = ("rich", "platformdirs")
+
+
+def missing_tooling() -> list[str]:
+    """The modules of the `cli` extra that are not installed."""
+    return [name for name in TOOLING_MODULES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    missing = missing_tooling()
+    if missing:
+        print(
+            f"rerank: error: the command-line tools need {', '.join(missing)}: "
+            "pip install 'crossencoder-haystack[cli]' (the components alone need none of it).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
