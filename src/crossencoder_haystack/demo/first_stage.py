@@ -69,7 +69,7 @@ def fuse_first_stages(dense: list[Document], bm25: list[Document], bm25_weight: 
     worst_dense = min((score for score in dense_scores.values() if score is not None), default=0.0)
     ids = list(documents)
     fused = fuse_scores(
-        [dense_scores.get(doc_id) if dense_scores.get(doc_id) is not None else worst_dense for doc_id in ids],
+        [score if (score := dense_scores.get(doc_id)) is not None else worst_dense for doc_id in ids],
         [bm25_scores.get(doc_id) for doc_id in ids],
         bm25_weight,
         "minmax",

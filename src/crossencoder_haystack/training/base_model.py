@@ -216,7 +216,7 @@ def head_parameter_names(model: Any) -> set[str]:
 
     from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
 
-    names = set()
+    names: set[str] = set()
     for module_name, module in model.named_children():
         if isinstance(module, (Dense, SegmentCosineScore)):
             names.update(f"{module_name}.{name}" for name, _ in module.named_parameters())
