@@ -464,7 +464,7 @@ def embed_texts(encoder: Any, texts: list[str], batch_size: int, show_progress: 
 
 
 def _fast_dtype() -> dict[str, Any]:
-    """bf16 weights where the CPU multiplies bf16 natively: about twice as fast, the same negatives in practice."""
+    """bf16 weights where the CPU multiplies bf16 natively: faster, the same negatives in practice."""
     import torch
 
     from haystack_integrations.components.rankers.crossencoder._engine.precision import cpu_has_fast_bf16

@@ -11,7 +11,7 @@ The teacher runs through `CrossEncoderRanker` on its fastest faithful backend (`
 - a bi-encoder reranker on torch: its document-embedding cache encodes each corpus document once, whatever the
   number of queries retrieving it, which makes it the cheapest teacher there is;
 - a cross-encoder as an OpenVINO float32 export when OpenVINO is installed (exported once into the cache directory;
-  measured 1.20x torch at the same nDCG@10 on an AVX2 CPU), else on torch;
+  faster than torch at the same nDCG@10, see benchmarks/results/latency-amd-epyc-avx2.md), else on torch;
 - in both, `precision="auto"`: bfloat16 where the CPU multiplies it natively (AMX / AVX512-BF16), float32 elsewhere.
 """
 

@@ -1,7 +1,7 @@
 """`train(...)`: fine-tune a cross-encoder reranker on pairs, triplets or lists, with the recipe that works on CPU.
 
 The defaults are the candidate recipe described in `train`'s docstring; what was measured with it is in
-`benchmarks/results/train_scifact.md` (on a heavily shared 2-core CPU it has NOT yet been shown to beat BM25).
+`benchmarks/results/train_scifact.md`.
 """
 
 import math

@@ -297,9 +297,9 @@ def load_bi_encoder(
     """
     Load a local bi-encoder directory as a `SentenceTransformer`, refusing code from the directory.
 
-    :param precision: `"fp32"`, `"bf16"` or `"fp16"` casts the weights to that dtype (bf16 is ~3x faster than
-        fp32 on CPUs with AMX); `None` keeps the dtype they load in. `"auto"` is resolved by the caller
-        (`precision.resolve_precision`).
+    :param precision: `"fp32"`, `"bf16"` or `"fp16"` casts the weights to that dtype (bf16 is faster than
+        fp32 on CPUs with AMX, see README, Performance); `None` keeps the dtype they load in. `"auto"` is resolved
+        by the caller (`precision.resolve_precision`).
     :raises ValueError: If modules.json names module classes other than sentence-transformers' own and
         `trust_remote_code` is False.
     """
