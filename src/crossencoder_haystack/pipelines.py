@@ -17,13 +17,16 @@ matching document embedder and writes them to a store. The YAML files in `exampl
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from haystack import Pipeline
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.marshal import YamlMarshaller
 
 from crossencoder_haystack.bundled_model import bundled_minilm_path
+
+if TYPE_CHECKING:
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import Precision
 
 Embedder = Literal["local", "azure_openai", "azure_ai_inference"]
 Retriever = Literal["in_memory", "azure_ai_search"]
@@ -74,7 +77,7 @@ def build_rerank_pipeline(
     max_length: int | None = None,
     overlap_tokens: int = 32,
     aggregation: str = "max",
-    ranker_precision: str = "auto",
+    ranker_precision: "Precision" = "auto",
     index_name: str = DEFAULT_INDEX_NAME,
     cohere_timeout: float = 10.0,
     cohere_api_base_url: str = "https://api.cohere.com",
@@ -350,7 +353,7 @@ def _ranker(
     aggregation: str,
     cohere_timeout: float,
     cohere_api_base_url: str,
-    precision: str = "auto",
+    precision: "Precision" = "auto",
 ) -> Any:
     from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker, FallbackRanker
 

@@ -14,7 +14,7 @@ Isotonic regression is flexible and needs data (rule of thumb: a thousand pairs,
 two parameters and is hard to overfit but assumes a sigmoid-shaped relation.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,7 @@ def fit_isotonic(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     return {"logits": knots_x.tolist(), "probabilities": knots_y.tolist()}
 
 
-_FITTERS = {"platt": fit_platt, "isotonic": fit_isotonic}
+_FITTERS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, Any]]] = {"platt": fit_platt, "isotonic": fit_isotonic}
 
 
 def _cross_validated_brier(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, float]:

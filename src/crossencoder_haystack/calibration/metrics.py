@@ -74,7 +74,9 @@ def calibration_metrics(probabilities: Any, labels: Any, threshold: float = 0.5)
     )
 
 
-def plot_reliability(curves: Mapping[str, tuple[Sequence[float], Sequence[int]]], path: str | Path, title: str) -> Path:
+def plot_reliability(
+    curves: Mapping[str, tuple[Sequence[float] | np.ndarray, Sequence[int] | np.ndarray]], path: str | Path, title: str
+) -> Path:
     """
     Write a reliability diagram (PNG) with one curve per entry of `curves` (name -> (probabilities, labels)), the
     diagonal, and a histogram of the first curve's predictions below it.

@@ -16,7 +16,7 @@ is an error naming its file and line: an unquoted comma in a text would otherwis
 import csv
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from crossencoder_haystack.data.beir import (
     BeirDataset,
@@ -45,7 +45,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         reader = csv.DictReader(handle, delimiter=delimiter)
         for row in reader:
             # line_num is the row's last line (a quoted text may span lines).
-            extra = row.pop(None, None)
+            # typeshed types the restkey (None) entry as `str`; csv puts the surplus fields there as a list.
+            extra = cast("list[str] | None", row.pop(None, None))
             if extra is not None:
                 _raise_extra_fields(f"{path}:{reader.line_num}", extra, len(reader.fieldnames or ()), delimiter)
             yield reader.line_num, row

@@ -93,7 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
             first_stage_k=args.first_stage_k,
             evaluate=not args.no_eval,
             cache_dir=args.cache_dir,
-            **_ranker_options(args),
+            **_ranker_options(args),  # type: ignore[arg-type]  # argparse strings, checked by run_demo
         )
     except (ValueError, OSError) as error:  # OSError: a model or tokenizer that cannot be loaded
         print(f"rerank demo: error: {error}", file=sys.stderr)

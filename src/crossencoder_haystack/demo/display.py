@@ -103,7 +103,7 @@ def match_spans(text: str, query: str) -> list[tuple[int, int]]:
     if not terms:
         return []
     folded, origin = fold(text)
-    spans = []
+    spans: list[tuple[int, int]] = []
     for word in _WORD.finditer(folded):
         value = word.group()
         if any(value == term if len(term) <= 3 else value.startswith(term) for term in terms):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haystack import Document
 from rich.markup import escape
@@ -22,6 +22,9 @@ from crossencoder_haystack.demo.first_stage import MULTILINGUAL_BM25_WEIGHT, Fir
 from crossencoder_haystack.demo.index import indexed_store
 from crossencoder_haystack.demo.model_choice import EmbedderChoice, ModelChoice, choose_embedder, choose_model
 from crossencoder_haystack.demo.starter_model import build_starter_model, ranking_settings, starter_recipe
+
+if TYPE_CHECKING:
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import Precision
 
 METRICS = ("ndcg@10", "mrr@10")
 EVALUATED_DEPTH = 10
@@ -91,7 +94,7 @@ def run_demo(
     cache_dir: str | Path | None = None,
     console: Any = None,
     ask: Callable[[str], str] | None = None,
-    precision: str = "auto",
+    precision: "Precision" = "auto",
 ) -> DemoResult:
     """
     Rerank the HR set's CVs for recruiter queries and print, per query, what the reranker changed.
@@ -235,7 +238,7 @@ def _search(
     multilingual_model: Path | None,
     top_k: int,
     first_stage_k: int,
-    precision: str,
+    precision: "Precision",
 ) -> _Search:
     """The first stage over `store`, a PassageSplitter and the ranker, warmed up."""
     from haystack_integrations.components.preprocessors.crossencoder import PassageSplitter
@@ -294,12 +297,12 @@ def _metrics(
 ) -> dict[str, dict[str, float]]:
     from crossencoder_haystack.evaluation.metrics import evaluate_rankings
 
-    judged = [item for item in results if item.query_id in qrels]
-    query_ids = [item.query_id for item in judged if item.query_id]
-    rankings = {
+    judged = [(item.query_id, item) for item in results if item.query_id is not None and item.query_id in qrels]
+    query_ids = [query_id for query_id, _ in judged if query_id]
+    rankings: dict[str, dict[str, list[str]]] = {
         "bm25": {query_id: [document.id for document in bm25[query_id]] for query_id in query_ids},
-        "first stage": {item.query_id: item.first_stage_ids for item in judged},
-        "reranked": {item.query_id: [document.id for document in item.documents] for item in judged},
+        "first stage": {query_id: item.first_stage_ids for query_id, item in judged},
+        "reranked": {query_id: [document.id for document in item.documents] for query_id, item in judged},
     }
     return {name: evaluate_rankings(qrels, query_ids, run, METRICS) for name, run in rankings.items()}
 

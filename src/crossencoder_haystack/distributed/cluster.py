@@ -85,7 +85,7 @@ def _loopback_node(ray: ModuleType) -> Iterator[None]:
     the process; that switch is read from the environment when `ray` is imported, so it is set in both places, and
     both are restored afterwards (a later connection to a real cluster must see the network address again).
     """
-    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    constants: Any = getattr(getattr(ray, "_private", None), "ray_constants", None)  # None when Ray moved it
     saved_env = os.environ.get(_CLUSTER_ENV_VAR)
     saved_constant = getattr(constants, "ENABLE_RAY_CLUSTER", None)
     os.environ[_CLUSTER_ENV_VAR] = "0"

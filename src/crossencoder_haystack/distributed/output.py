@@ -23,7 +23,7 @@ def part_files(output: Path) -> list[Path]:
 
 def read_rows(output: str | Path) -> list[dict[str, Any]]:
     """Every row of every part in `output`, in the order written."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in part_files(Path(output).expanduser()):
         with path.open(encoding="utf-8") as lines:
             rows.extend(json.loads(line) for line in lines if line.strip())

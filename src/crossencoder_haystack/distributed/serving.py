@@ -182,7 +182,13 @@ class RerankReplica:
     def __serve_build_asgi_app__(self) -> Any:
         from crossencoder_haystack.serving.app import create_app
 
-        return create_app(self._served, api_key=self._api_key, limits=self._limits, batcher_factory=self._queue)
+        # ServeBatchQueue offers DynamicBatcher's interface (reserve, start, stop, accepting, depth) without being one.
+        return create_app(
+            self._served,
+            api_key=self._api_key,
+            limits=self._limits,
+            batcher_factory=self._queue,  # type: ignore[arg-type]
+        )
 
     def _queue(self, on_batch: Callable[[int, int, float], None]) -> ServeBatchQueue:
         self._on_batch = on_batch
@@ -245,7 +251,8 @@ def rerank_application(
     limits = limits or ServiceLimits()
     options = {name: value for name, value in model_options.items() if value is not None}
     ServedModel(str(path), **options)  # checks the options here (it loads nothing), not in every replica
-    deployment = RerankReplica.options(
+    # @serve.deployment made the class a Deployment; Ray's decorator typing does not say so.
+    deployment = RerankReplica.options(  # type: ignore[attr-defined]
         num_replicas=replicas,
         # Requests beyond a replica's own queue are answered by its app (429), not queued by Ray.
         max_ongoing_requests=limits.max_queue + 8,
@@ -276,9 +283,12 @@ def build_app(args: dict[str, str]) -> Any:
         no_auth=str(args.pop("no_auth", "false")).lower() in ("1", "true", "yes"),
         host=args.pop("host", "127.0.0.1"),
     )
-    limits = ServiceLimits(**{name: _number(args.pop(name)) for name in _LIMIT_FIELDS if name in args})
-    numbers = {name: _number(args.pop(name)) for name in _NUMBER_OPTIONS if name in args}
-    return rerank_application(args.pop("model"), api_key=api_key, limits=limits, **numbers, **args)
+    # Values from Ray's CLI: numbers parsed here, the rest strings; the callees check them.
+    limit_values: dict[str, Any] = {name: _number(args.pop(name)) for name in _LIMIT_FIELDS if name in args}
+    numbers: dict[str, Any] = {name: _number(args.pop(name)) for name in _NUMBER_OPTIONS if name in args}
+    options: dict[str, Any] = args
+    limits = ServiceLimits(**limit_values)
+    return rerank_application(options.pop("model"), api_key=api_key, limits=limits, **numbers, **options)
 
 
 _LIMIT_FIELDS = tuple(ServiceLimits.__dataclass_fields__)

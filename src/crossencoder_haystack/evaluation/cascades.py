@@ -30,8 +30,8 @@ def cascade_rankers(
     from haystack_integrations.components.rankers.crossencoder import CascadeRanker
 
     students = [Path(spec).expanduser() for spec in specs if Path(spec).expanduser().is_dir()]
-    pairs = [(student, teacher or read_distillation_record(student).get("teacher")) for student in students]
-    pairs = [(student, Path(found).expanduser()) for student, found in pairs if found]
+    named = [(student, teacher or read_distillation_record(student).get("teacher")) for student in students]
+    pairs = [(student, Path(found).expanduser()) for student, found in named if found]
     if not pairs:
         msg = (
             "--cascade-keep needs a student made by `rerank distill` among the --ranker model directories (its "

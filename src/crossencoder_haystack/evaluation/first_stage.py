@@ -12,7 +12,7 @@ Every first stage returns, per query, documents best first with their retrieval 
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from haystack import Document
 
@@ -53,7 +53,9 @@ class BM25FirstStage:
 
     name = "bm25"
 
-    def __init__(self, documents: list[Document], bm25_algorithm: str = "BM25L") -> None:
+    def __init__(
+        self, documents: list[Document], bm25_algorithm: Literal["BM25Okapi", "BM25L", "BM25Plus"] = "BM25L"
+    ) -> None:
         self.documents = documents
         self.bm25_algorithm = bm25_algorithm
         self.index_seconds: float | None = None

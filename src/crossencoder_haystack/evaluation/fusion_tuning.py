@@ -86,8 +86,9 @@ def _first_stage_order(rerank: Mapping[str, float], first_stage: Mapping[str, fl
 
     def key(doc_id: str) -> tuple[bool, float, int]:
         score = first_stage.get(doc_id)
-        known = score is not None and math.isfinite(score)
-        return (not known, -score if known else 0.0, positions[doc_id])
+        if score is None or not math.isfinite(score):
+            return (True, 0.0, positions[doc_id])
+        return (False, -score, positions[doc_id])
 
     return sorted(rerank, key=key)
 

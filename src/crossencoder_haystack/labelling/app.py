@@ -83,8 +83,9 @@ def create_label_app(session: LabellingSession, token: str) -> FastAPI:
     app.state.session = session
     app.state.token = token
     app.middleware("http")(_security_headers)
-    app.add_exception_handler(LabelRequestError, _request_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette types a handler's error as Exception; these handlers take the subclass they are registered for.
+    app.add_exception_handler(LabelRequestError, _request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIRECTORY), name="static")
     app.include_router(_api)

@@ -9,11 +9,14 @@ marked; its score and rank are what the page's "model says" column shows.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haystack import Document
 
 from crossencoder_haystack.data import CorpusDocument, document_text
+
+if TYPE_CHECKING:
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import Precision
 
 RETRIEVERS: tuple[str, ...] = ("embedding", "bm25")
 
@@ -101,7 +104,7 @@ class PassageScorer:
     :param precision: What the model computes in (`auto`: bf16 on CPUs with AMX / AVX512-BF16, else fp32).
     """
 
-    def __init__(self, model: str | Path, max_length: int | None = None, precision: str = "auto") -> None:
+    def __init__(self, model: str | Path, max_length: int | None = None, precision: "Precision" = "auto") -> None:
         self.model = str(model)
         self.max_length = max_length
         self.precision = precision

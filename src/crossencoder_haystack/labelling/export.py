@@ -124,7 +124,7 @@ def _write_first_stage(
     state: LogState, labelled: dict[str, dict[str, int]], documents: dict[str, CorpusDocument], to: Path
 ) -> Path | None:
     """The first stage's runs of the exported queries beside `to`, for `rerank train`'s fusion tuning."""
-    from crossencoder_haystack.training.mining import MiningInput, write_first_stage
+    from crossencoder_haystack.training.mining import Candidates, MiningInput, write_first_stage
 
     logged = [state.candidates[query_id] for query_id in labelled if query_id in state.candidates]
     logged = [item for item in logged if all(score is not None for _, _, score in item.documents)]
@@ -136,8 +136,12 @@ def _write_first_stage(
         for doc_id, _, _ in item.documents
         if doc_id in documents
     }
-    run = {
-        item.query_id: ([(doc_id, score) for doc_id, _, score in item.documents if doc_id in corpus], [])
+    # `score is not None` holds for every logged document kept above; it is repeated for the type checker.
+    run: Candidates = {
+        item.query_id: (
+            [(doc_id, score) for doc_id, _, score in item.documents if doc_id in corpus and score is not None],
+            [],
+        )
         for item in logged
     }
     data = MiningInput(queries={item.query_id: item.query for item in logged}, corpus=corpus)

@@ -254,9 +254,15 @@ async def info(request: Request) -> ServiceInfo:
     """The served model and the limits clients must respect."""
     served: ServedModel = request.app.state.served_model
     limits: ServiceLimits = request.app.state.limits
-    model = {"model": served.model_id, "model_name": served.model_name, "backend": served.backend}
     published = {name: getattr(limits, name) for name in _PUBLISHED_LIMITS}
-    return ServiceInfo(**model, max_length=served.max_length, version=__version__, **published)
+    return ServiceInfo(
+        model=served.model_id,
+        model_name=served.model_name,
+        backend=served.backend,
+        max_length=served.max_length,
+        version=__version__,
+        **published,
+    )
 
 
 @_router.get("/metrics")

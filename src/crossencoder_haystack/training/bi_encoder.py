@@ -248,7 +248,7 @@ def fit(
     except KeyboardInterrupt:
         interrupted = True
     minutes = (time.monotonic() - started) / 60
-    history = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    history = [(int(entry["step"]), entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
     return trainer.state.global_step, minutes, history, interrupted
 
 

@@ -24,7 +24,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from crossencoder_haystack.data.beir import jsonl_values
 
@@ -293,7 +293,8 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         for record in reader:
-            extra = record.pop(None, None)
+            # typeshed types the restkey (None) entry as `str`; csv puts the surplus fields there as a list.
+            extra = cast("list[str] | None", record.pop(None, None))
             if extra is not None:
                 record["__problem__"] = _extra_fields_problem(extra, len(reader.fieldnames or ()), delimiter)
             for key in ("documents", "labels", "negatives"):
@@ -378,6 +379,7 @@ def _normalize(record: dict[str, Any], shape: DataShape) -> tuple[dict[str, Any]
     reasons: list[str] = []
     if "__problem__" in record:
         return None, [record["__problem__"]]
+    row: dict[str, Any]
     query = _text(record, "query", reasons)
     if shape == "pairs":
         document = _text(record, "document", reasons)

@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from crossencoder_haystack.training.agreement import Agreement, teacher_agreement
 from crossencoder_haystack.training.distill_data import DistillationSet, load_distillation_set, retrieve_first_stage
@@ -506,7 +506,11 @@ def _fit(
         train_dataset=rows,
         loss=loss,
         callbacks=callbacks,
-        optimizers=(_optimizer(student, schedule.learning_rate), None),
+        # The library annotates `optimizers` without None, yet None (its default) lets it build the scheduler.
+        optimizers=cast(
+            "tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]",
+            (_optimizer(student, schedule.learning_rate), None),
+        ),
     )
     quiet_trainer(trainer, schedule.verbose)
     fit = _Fit()
@@ -516,7 +520,7 @@ def _fit(
         fit.interrupted = True
     shutil.rmtree(checkpoints, ignore_errors=True)
     fit.steps = trainer.state.global_step
-    fit.history = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    fit.history = [(int(entry["step"]), entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
     return fit
 
 

@@ -16,9 +16,12 @@ Query ids are namespaced (`query:<id>`, `pseudo:<document id>`) so the two kinds
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossencoder_haystack.data import CorpusDocument, document_text, load_beir, read_corpus_file, read_queries
+
+if TYPE_CHECKING:
+    from crossencoder_haystack.training.mining import Retriever
 
 QUERY_PREFIX = "query:"
 PSEUDO_PREFIX = "pseudo:"
@@ -183,7 +186,7 @@ def first_sentence(text: str) -> str:
 def retrieve_first_stage(
     dataset: DistillationSet,
     *,
-    retriever: str = "hybrid",
+    retriever: "Retriever" = "hybrid",
     embedding_model: str | Path | None = None,
     top_n: int = 100,
     show_progress: bool = False,
@@ -202,4 +205,4 @@ def retrieve_first_stage(
     data = MiningInput(queries=dataset.all_queries(), corpus=dataset.corpus, positives={})
     dataset.candidates = retrieve_candidates(
         data, retriever=retriever, model=embedding_model, top_n=top_n, show_progress=show_progress
-    )  # type: ignore[arg-type]
+    )

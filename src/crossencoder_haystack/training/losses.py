@@ -79,6 +79,7 @@ def choose_loss(model: Any, data: TrainingData, loss: str | None = None, mini_ba
 
     name = loss_class_name(loss, data.shape)
     settings: dict[str, Any] = {}
+    instance: torch.nn.Module
     if name == "BinaryCrossEntropyLoss":
         positives, negatives = data.label_counts()
         if positives == 0:

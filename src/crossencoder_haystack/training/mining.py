@@ -437,7 +437,7 @@ class _EmbeddedCorpus:
         hits = util.semantic_search(self.queries, self.documents, top_k=min(top_k, len(self.doc_ids)))
         candidates: Candidates = {}
         for row, query_id in enumerate(self.query_ids):
-            ranked = [(self.doc_ids[hit["corpus_id"]], float(hit["score"])) for hit in hits[row]]
+            ranked = [(self.doc_ids[int(hit["corpus_id"])], float(hit["score"])) for hit in hits[row]]
             known = [self.index[doc_id] for doc_id in self.positives.get(query_id, ())]
             positive_scores = [float(self.queries[row] @ self.documents[position]) for position in known]
             candidates[query_id] = (ranked, positive_scores)
@@ -464,7 +464,7 @@ def embed_texts(encoder: Any, texts: list[str], batch_size: int, show_progress: 
 
 
 def _fast_dtype() -> dict[str, Any]:
-    """bf16 weights where the CPU multiplies bf16 natively: about twice as fast, the same negatives in practice."""
+    """bf16 weights where the CPU multiplies bf16 natively: faster, the same negatives in practice."""
     import torch
 
     from haystack_integrations.components.rankers.crossencoder._engine.precision import cpu_has_fast_bf16

@@ -131,6 +131,7 @@ def keep_layers(model: Any, indices: list[int]) -> None:
 
     layers = transformer_layers(model)
     kept = torch.nn.ModuleList([layers[index] for index in indices])
+    module: Any  # an attention module's `layer_idx` is a plain int that torch's Module type does not declare
     for position, layer in enumerate(kept):
         for module in layer.modules():
             if hasattr(module, "layer_idx"):

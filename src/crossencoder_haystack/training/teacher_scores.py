@@ -11,7 +11,7 @@ The teacher runs through `CrossEncoderRanker` on its fastest faithful backend (`
 - a bi-encoder reranker on torch: its document-embedding cache encodes each corpus document once, whatever the
   number of queries retrieving it, which makes it the cheapest teacher there is;
 - a cross-encoder as an OpenVINO float32 export when OpenVINO is installed (exported once into the cache directory;
-  measured 1.20x torch at the same nDCG@10 on an AVX2 CPU), else on torch;
+  faster than torch at the same nDCG@10, see benchmarks/results/latency-amd-epyc-avx2.md), else on torch;
 - in both, `precision="auto"`: bfloat16 where the CPU multiplies it natively (AMX / AVX512-BF16), float32 elsewhere.
 """
 
@@ -22,14 +22,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from haystack import Document, logging
 
 from crossencoder_haystack.training.distill_data import DistillationSet
 
+if TYPE_CHECKING:
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import Precision
+    from haystack_integrations.components.rankers.crossencoder._engine.scoring import Backend
+
 logger = logging.getLogger(__name__)
 
+TeacherBackend = Literal["auto", "torch", "onnx", "openvino"]
 TEACHER_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
 _SEPARATOR = "\x1f"
 
@@ -103,8 +108,8 @@ class TeacherRanker:
 def load_teacher(
     teacher: str | Path,
     *,
-    backend: str = "auto",
-    precision: str = "auto",
+    backend: TeacherBackend = "auto",
+    precision: "Precision" = "auto",
     max_length: int | None = None,
     batch_size: int = 32,
     export_dir: str | Path | None = None,
@@ -130,22 +135,27 @@ def load_teacher(
         msg = f"teacher_backend must be one of {', '.join(TEACHER_BACKENDS)}, got {backend!r}."
         raise ValueError(msg)
     directory = Path(teacher).expanduser()
-    exported = [name for name in ("openvino", "onnx") if name in read_manifest(directory)]
-    source, chosen = directory, backend
+    exported: list[Backend] = [name for name in ("openvino", "onnx") if name in read_manifest(directory)]
+    chosen: Backend
     if backend == "auto":
         chosen = _auto_backend(directory, exported, is_bi_encoder_directory(directory))
+    else:
+        chosen = backend
+    source = directory
     if chosen != "torch" and chosen not in exported:
-        source = _export_for_scoring(directory, chosen, export_dir)
-        if source is None:
-            chosen, source = "torch", directory
+        export = _export_for_scoring(directory, chosen, export_dir)
+        if export is None:
+            chosen = "torch"
+        else:
+            source = export
     ranker = CrossEncoderRanker(
         model=str(source), backend=chosen, max_length=max_length, batch_size=batch_size, precision=precision
-    )  # type: ignore[arg-type]
+    )
     ranker.warm_up()
     return TeacherRanker(ranker, chosen, f"{chosen}, precision {precision}, from {source}")
 
 
-def _auto_backend(directory: Path, exported: list[str], bi_encoder: bool) -> str:
+def _auto_backend(directory: Path, exported: "list[Backend]", bi_encoder: bool) -> "Backend":
     if exported:
         return exported[0]
     if bi_encoder:

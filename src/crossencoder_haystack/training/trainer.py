@@ -1,7 +1,7 @@
 """`train(...)`: fine-tune a cross-encoder reranker on pairs, triplets or lists, with the recipe that works on CPU.
 
 The defaults are the candidate recipe described in `train`'s docstring; what was measured with it is in
-`benchmarks/results/train_scifact.md` (on a heavily shared 2-core CPU it has NOT yet been shown to beat BM25).
+`benchmarks/results/train_scifact.md`.
 """
 
 import math
@@ -9,7 +9,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from crossencoder_haystack.training.base_model import (
     build_cross_encoder,
@@ -300,7 +300,10 @@ def _cross_encoder_trainer(
         loss=choice.loss,
         evaluator=evaluator,
         callbacks=_trainer_callbacks(run),
-        optimizers=(_optimizer(model, *rates), None),
+        # The library annotates `optimizers` without None, yet None (its default) lets it build the scheduler.
+        optimizers=cast(
+            "tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]", (_optimizer(model, *rates), None)
+        ),
     )
     return quiet_trainer(trainer, config.verbose)
 

@@ -1,5 +1,5 @@
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from azure.ai.inference.models import EmbeddingsResult
 from azure.core.credentials import TokenCredential
@@ -232,7 +232,9 @@ class _Gathered:
 
     def add(self, start: int, result: EmbeddingsResult) -> None:
         for offset, item in enumerate(sorted(result.data, key=lambda item: item.index)):
-            self.embeddings[start + offset] = list(item.embedding)
+            # The SDK types `embedding` as `str | list[float]`: a string only for encoding_format="base64",
+            # which this embedder never asks for.
+            self.embeddings[start + offset] = list(cast("list[float]", item.embedding))
         self.meta["model"] = result.model
         self.meta["usage"]["prompt_tokens"] += result.usage.prompt_tokens
         self.meta["usage"]["total_tokens"] += result.usage.total_tokens

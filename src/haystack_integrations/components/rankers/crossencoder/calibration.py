@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 import numpy as np
 
@@ -220,7 +220,7 @@ def missing_calibration_error(model: str) -> CalibrationError:
     return CalibrationError(msg)
 
 
-def check_probe(calibration: Calibration, probe_logits: Sequence[float], model: str) -> None:
+def check_probe(calibration: Calibration, probe_logits: Sequence[float] | np.ndarray, model: str) -> None:
     """
     Refuse a calibration fitted on another model: the probe pairs' logits must be within its tolerance.
 
@@ -267,11 +267,11 @@ def _checked_probe(probe: Any, source: str) -> tuple[tuple[float, ...], float]:
     return tuple(float(value) for value in logits), float(tolerance)
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _numbers(values: Any) -> bool:
+def _numbers(values: Any) -> TypeGuard[list[float]]:
     return isinstance(values, list) and all(_finite(value) for value in values)
 
 

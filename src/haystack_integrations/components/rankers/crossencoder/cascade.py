@@ -17,13 +17,14 @@ import numbers
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from haystack import Document, component
 
 from haystack_integrations.components.preprocessors.crossencoder import is_passage
 from haystack_integrations.components.rankers.crossencoder._nested import wrapper_from_dict, wrapper_to_dict
 from haystack_integrations.components.rankers.crossencoder.fusion import (
+    FusionMethod,
     fuse_scores,
     read_fusion_defaults,
     validate_first_stage_weight,
@@ -47,7 +48,13 @@ class _Settings:
     score_threshold: float | None
     cascade_keep: int
     first_stage_weight: float | None  # None: let the teacher decide (its init value or its model's default)
-    fusion: str | None
+    fusion: FusionMethod | None
+
+
+class _ThresholdArgument(TypedDict, total=False):
+    """The `score_threshold` run argument of a stage, when it has to be given."""
+
+    score_threshold: float
 
 
 @component
@@ -356,7 +363,7 @@ def _check_threshold(value: Any) -> float | None:
     return float(value)
 
 
-def _no_threshold(ranker: CrossEncoderRanker) -> dict[str, float]:
+def _no_threshold(ranker: CrossEncoderRanker) -> _ThresholdArgument:
     """Run arguments that switch a stage's own `score_threshold` off (None at run time means: use the init value)."""
     return {} if ranker.score_threshold is None else {"score_threshold": _NO_THRESHOLD}
 

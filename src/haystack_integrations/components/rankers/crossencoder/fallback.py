@@ -150,6 +150,7 @@ class FallbackRanker:
         output, reason = self._primary_output(primary)
         if output is not None:
             return output
+        assert reason is not None  # _primary_output gives an output or a reason
         try:
             ranked = _ranked_documents(self.fallback.run(**arguments))
         except Exception as error:
@@ -181,6 +182,7 @@ class FallbackRanker:
         output, reason = self._primary_output(primary)
         if output is not None:
             return output
+        assert reason is not None  # _primary_output gives an output or a reason
         if not primary.done():
             primary.cancel()
             primary.add_done_callback(_discard_outcome)

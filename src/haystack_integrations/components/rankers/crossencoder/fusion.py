@@ -31,9 +31,10 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-FUSIONS: tuple[str, ...] = ("minmax", "zscore", "rrf")
+FusionMethod = Literal["minmax", "zscore", "rrf"]
+FUSIONS: tuple[FusionMethod, ...] = ("minmax", "zscore", "rrf")
 FUSION_FILE = "crossencoder_haystack.json"  # a JSON file in a model directory
 
 _WEIGHT_KEY = "first_stage_weight"
@@ -53,7 +54,7 @@ def validate_first_stage_weight(weight: Any, parameter: str = "first_stage_weigh
         isinstance(weight, bool)
         or not isinstance(weight, numbers.Real)
         or not math.isfinite(weight)
-        or not 0 <= weight <= 1
+        or not 0 <= float(weight) <= 1
     ):
         msg = (
             f"{parameter} must be a number in [0, 1] (0 = rerank scores only, 1 = retrieval order only), "
@@ -63,7 +64,7 @@ def validate_first_stage_weight(weight: Any, parameter: str = "first_stage_weigh
     return float(weight)
 
 
-def validate_fusion(fusion: Any, parameter: str = "fusion") -> str:
+def validate_fusion(fusion: Any, parameter: str = "fusion") -> FusionMethod:
     """
     Return `fusion` if it is one of `FUSIONS`, else raise a ValueError naming `parameter` and the choices.
 
@@ -71,10 +72,11 @@ def validate_fusion(fusion: Any, parameter: str = "fusion") -> str:
     :param parameter: The name to put in the error message.
     :raises ValueError: If `fusion` is unknown.
     """
-    if fusion not in FUSIONS:
-        msg = f"{parameter} must be one of {', '.join(map(repr, FUSIONS))}, got {fusion!r}."
-        raise ValueError(msg)
-    return str(fusion)
+    for name in FUSIONS:
+        if fusion == name:
+            return name
+    msg = f"{parameter} must be one of {', '.join(map(repr, FUSIONS))}, got {fusion!r}."
+    raise ValueError(msg)
 
 
 def fuse_scores(
@@ -253,7 +255,7 @@ def _zscore(values: list[float | None]) -> list[float]:
 
 def _reciprocal_ranks(values: list[float | None], rrf_k: float) -> list[float]:
     present = sorted((value for value in values if value is not None), reverse=True)
-    first_rank = {}
+    first_rank: dict[float, int] = {}
     for rank, value in enumerate(present, start=1):
         first_rank.setdefault(value, rank)
     worst = len(present) + 1

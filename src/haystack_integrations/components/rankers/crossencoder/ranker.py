@@ -125,9 +125,9 @@ class CrossEncoderRanker:
     `fusion.py`); `meta["rerank_score"]` then holds the model's own score next to `meta["retrieval_score"]`.
 
     The model computes in the precision the hardware runs fastest (`precision="auto"`): bfloat16 on CPUs with AMX
-    or AVX512-BF16 and on recent GPUs (measured on a Xeon with AMX: 3x faster than fp32, Spearman 0.9996 to the fp32
-    scores; clearly different documents keep their order), float32 elsewhere. `precision="fp32"` gives the scores
-    of `SentenceTransformersSimilarityRanker` exactly, on any machine.
+    or AVX512-BF16 and on recent GPUs (faster than fp32 with nearly the same scores: clearly different documents
+    keep their order; see README, Performance), float32 elsewhere. `precision="fp32"` gives the scores of
+    `SentenceTransformersSimilarityRanker` exactly, on any machine.
     """
 
     # Longer than 80 lines: the docstring documents each of the 34 parameters (Haystack's convention); the body is

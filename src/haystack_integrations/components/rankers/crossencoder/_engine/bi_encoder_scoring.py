@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -39,7 +39,6 @@ from haystack_integrations.components.rankers.crossencoder._engine.precision imp
 RERANKER_CONFIG_FILE = "crossencoder_haystack.json"
 _SAFE_MODULE_PREFIX = "sentence_transformers."
 _DEFAULT_EMBEDDING_CACHE = 8192
-_PREFIX_KEYS = ("query_prefix", "document_prefix")
 
 
 def is_bi_encoder_directory(path: str | Path) -> bool:
@@ -68,12 +67,24 @@ def foreign_module_types(path: str | Path) -> list[str]:
     return [name for name in types if not name.startswith(_SAFE_MODULE_PREFIX)]
 
 
-def declared_prefixes(path: str | Path) -> dict[str, str]:
+class DeclaredPrefixes(TypedDict, total=False):
+    """The prefixes a bi-encoder directory declares: keyword arguments of `BiEncoderPairScorer`."""
+
+    query_prefix: str
+    document_prefix: str
+
+
+def declared_prefixes(path: str | Path) -> DeclaredPrefixes:
     """The `query_prefix` / `document_prefix` a bi-encoder directory declares in `crossencoder_haystack.json`."""
     config = _read_json(Path(path).expanduser() / RERANKER_CONFIG_FILE)
+    prefixes: DeclaredPrefixes = {}
     if not isinstance(config, dict):
-        return {}
-    return {key: config[key] for key in _PREFIX_KEYS if isinstance(config.get(key), str)}
+        return prefixes
+    if isinstance(config.get("query_prefix"), str):
+        prefixes["query_prefix"] = config["query_prefix"]
+    if isinstance(config.get("document_prefix"), str):
+        prefixes["document_prefix"] = config["document_prefix"]
+    return prefixes
 
 
 def declared_activation(path: str | Path) -> str:
@@ -177,7 +188,7 @@ class BiEncoderPairScorer(ManyRequestScorer):
         )
         if self._renormalize and embeddings.size:
             norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
-            embeddings = embeddings / np.where(norms > 0, norms, 1.0)
+            embeddings = (embeddings / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
         return embeddings
 
 
@@ -268,7 +279,7 @@ class ExportedSentenceEncoder:
         embeddings[order] = stacked
         if normalize_embeddings:
             norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
-            embeddings = embeddings / np.where(norms > 0, norms, 1.0)
+            embeddings = (embeddings / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
         return embeddings
 
 
@@ -286,9 +297,9 @@ def load_bi_encoder(
     """
     Load a local bi-encoder directory as a `SentenceTransformer`, refusing code from the directory.
 
-    :param precision: `"fp32"`, `"bf16"` or `"fp16"` casts the weights to that dtype (bf16 is ~3x faster than
-        fp32 on CPUs with AMX); `None` keeps the dtype they load in. `"auto"` is resolved by the caller
-        (`precision.resolve_precision`).
+    :param precision: `"fp32"`, `"bf16"` or `"fp16"` casts the weights to that dtype (bf16 is faster than
+        fp32 on CPUs with AMX, see README, Performance); `None` keeps the dtype they load in. `"auto"` is resolved
+        by the caller (`precision.resolve_precision`).
     :raises ValueError: If modules.json names module classes other than sentence-transformers' own and
         `trust_remote_code` is False.
     """

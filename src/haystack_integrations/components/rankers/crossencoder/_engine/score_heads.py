@@ -68,12 +68,27 @@ class SegmentCosineScore(Module):
         self.save_torch_weights(output_path, safe_serialization=safe_serialization)
 
     @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> "SegmentCosineScore":
-        hub_kwargs = {
-            key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs
-        }
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        init_defaults: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> "SegmentCosineScore":
         module = cls()
-        cls.load_torch_weights(model_name_or_path, subfolder=subfolder, model=module, **hub_kwargs)
+        cls.load_torch_weights(
+            model_name_or_path,
+            subfolder=subfolder,
+            token=token,
+            cache_folder=cache_folder,
+            revision=revision,
+            local_files_only=local_files_only,
+            model=module,
+        )
         return module
 
 

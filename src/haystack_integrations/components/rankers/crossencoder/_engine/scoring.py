@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from haystack import logging
@@ -48,6 +48,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.score_cache i
 
 logger = logging.getLogger(__name__)
 
+Backend = Literal["torch", "onnx", "openvino"]  # the ranker's `backend` argument
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
 
 # A model's forward pass: padded `input_ids`, `attention_mask`, `token_type_ids` -> logits (batch, num_labels).
