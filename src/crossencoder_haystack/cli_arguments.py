@@ -7,6 +7,7 @@ module imports nothing heavy: `rerank --help` stays fast.
 
 import argparse
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 # CrossEncoderRanker's values, spelled out so that `rerank --help` does not import the ranker (seconds); a test keeps
@@ -37,6 +38,9 @@ _SCORING_OPTIONS: dict[str, tuple[type | None, tuple[str, ...] | None, str]] = {
         "(the document's opening and its window that matches the query best)",
     ),
 }
+_VERBOSE_HELP = (
+    "show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress display"
+)
 
 
 def add_command(
@@ -85,12 +89,22 @@ def add_scoring_arguments(
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
     """Add `--verbose`: the libraries' own output instead of one progress display."""
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
+
+
+def add_model_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """
+    Add `--cache-dir` and `--force` (`rerank multilingual-model` and `python -m ...multilingual.convert`).
+
+    :param parser: The parser to extend.
+    """
     parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress "
-        "display",
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="Cache root (default: the user cache directory, as for the demo's starter model).",
     )
+    parser.add_argument("--force", action="store_true", help="Convert again even if the model is already there.")
 
 
 def options_of(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
