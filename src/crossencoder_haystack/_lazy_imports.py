@@ -28,7 +28,8 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], An
     ```
 
     :param package: The package's `__name__`.
-    :param exports: Exported name -> the submodule (relative to `package`) that defines it.
+    :param exports: Exported name -> the submodule (relative to `package`) that defines it, or a module's full
+        dotted name (one with a dot) for a name defined outside the package.
     :returns: The function to assign to the package's `__getattr__`.
     """
 
@@ -37,6 +38,6 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], An
         if module is None:
             msg = f"module {package!r} has no attribute {name!r}"
             raise AttributeError(msg)
-        return getattr(importlib.import_module(f"{package}.{module}"), name)
+        return getattr(importlib.import_module(module if "." in module else f"{package}.{module}"), name)
 
     return __getattr__

@@ -2,25 +2,36 @@
 
 import argparse
 
-from crossencoder_haystack.serving.command import PRECISION_CHOICES, TRUNCATION_CHOICES
+from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, options_of
+
+_CALIBRATE_SUMMARY = "Fit a mapping from a model's scores to P(relevant) on judged data and store it with the model."
+_CALIBRATE_DESCRIPTION = (
+    "Score judged pairs with the model, fit a monotonic mapping from its raw logit to the probability of "
+    "relevance (Platt or isotonic) on part of the queries, and report ECE, Brier score and a reliability "
+    "diagram before and after on the held-out rest. The mapping is written into the model directory "
+    "(calibration.json) and its model card; CrossEncoderRanker then returns probabilities by default."
+)
 
 # `fitting.FIT_METHODS`, spelled out so that `rerank --help` imports neither numpy nor the ranker (a test keeps them
 # equal).
 METHOD_CHOICES: tuple[str, ...] = ("auto", "platt", "isotonic")
+# Passed to calibrate(...) and as its ranker_options as they were parsed.
+_CALIBRATE_OPTIONS = (
+    "method",
+    "output",
+    "corpus",
+    "split",
+    "relevant_from",
+    "held_out_fraction",
+    "held_out_data",
+    "seed",
+)
+_RANKER_OPTIONS = ("max_length", "aggregation", "backend", "precision", "truncation", "batch_size")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `calibrate` sub-command."""
-    parser = subparsers.add_parser(
-        "calibrate",
-        help="Fit a mapping from a model's scores to P(relevant) on judged data and store it with the model.",
-        description=(
-            "Score judged pairs with the model, fit a monotonic mapping from its raw logit to the probability of "
-            "relevance (Platt or isotonic) on part of the queries, and report ECE, Brier score and a reliability "
-            "diagram before and after on the held-out rest. The mapping is written into the model directory "
-            "(calibration.json) and its model card; CrossEncoderRanker then returns probabilities by default."
-        ),
-    )
+    parser = add_command(subparsers, "calibrate", _calibrate, _CALIBRATE_SUMMARY, _CALIBRATE_DESCRIPTION)
     parser.add_argument("--model", required=True, help="the model directory (calibration.json is written into it)")
     parser.add_argument(
         "--data",
@@ -53,18 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="where the reliability diagram goes (default: the model directory)")
     parser.add_argument("--seed", type=int, default=42, help="seeds the held-out split")
     scoring = parser.add_argument_group("scoring (as the ranker will run)")
-    scoring.add_argument("--max-length", type=int, help="max tokens of query + document")
+    add_scoring_arguments(scoring, ["max_length"])
     scoring.add_argument(
         "--split-long-documents",
         action="store_true",
         help="score long documents by passages: the parent's aggregated logit is calibrated",
     )
     scoring.add_argument("--aggregation", help="passage scores -> document score: max (default), mean, ...")
-    scoring.add_argument("--backend", choices=("torch", "onnx", "openvino"))
-    scoring.add_argument("--precision", choices=PRECISION_CHOICES, help="default fp32, the reference")
-    scoring.add_argument("--truncation", choices=TRUNCATION_CHOICES)
-    scoring.add_argument("--batch-size", type=int)
-    parser.set_defaults(func=_calibrate)
+    notes = {"precision": "What the model computes in (default here: fp32, the reference)"}
+    add_scoring_arguments(scoring, ["backend", "precision", "truncation", "batch_size"], notes=notes)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -73,22 +81,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     calibrate(
         args.model,
         args.data,
-        method=args.method,
-        output=args.output,
-        corpus=args.corpus,
-        split=args.split,
-        relevant_from=args.relevant_from,
-        held_out_fraction=args.held_out_fraction,
-        held_out_data=args.held_out_data,
-        seed=args.seed,
-        ranker_options={
-            "max_length": args.max_length,
-            "split_long_documents": args.split_long_documents or None,
-            "aggregation": args.aggregation,
-            "backend": args.backend,
-            "precision": args.precision,
-            "truncation": args.truncation,
-            "batch_size": args.batch_size,
-        },
+        **options_of(args, _CALIBRATE_OPTIONS),
+        ranker_options=options_of(args, _RANKER_OPTIONS) | {"split_long_documents": args.split_long_documents or None},
     )
     return 0

@@ -3,7 +3,18 @@
 import argparse
 import sys
 
-from crossencoder_haystack.serving.command import PRECISION_CHOICES
+from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, options_of
+
+_DEMO_SUMMARY = "See reranking at work, offline: recruiter queries over 90 Turkish/English CVs."
+_DEMO_DESCRIPTION = (
+    "Index the packaged HR candidate-search set (90 fictional CVs, Turkish and English), run recruiter "
+    "queries through first-stage retrieval -> passage splitting -> reranking, and show per query the "
+    "reranked candidates, their best-matching passage and how far each moved. Without options it runs the "
+    "14 held-out queries and ends with nDCG@10 / MRR@10 of BM25 alone, the first stage and the reranked "
+    "lists. With the `multilingual` extra it retrieves with multilingual-e5-small fused with BM25, else with "
+    "the bundled all-MiniLM-L6-v2. Without a cached or reachable reranker, it fine-tunes a small starter "
+    "model once (a few minutes) and caches it."
+)
 
 EMBEDDERS = ("auto", "minilm", "multilingual")  # model_choice.EMBEDDERS, kept literal so `rerank --help` stays light
 
@@ -21,19 +32,7 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` sub-command."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="See reranking at work, offline: recruiter queries over 90 Turkish/English CVs.",
-        description=(
-            "Index the packaged HR candidate-search set (90 fictional CVs, Turkish and English), run recruiter "
-            "queries through first-stage retrieval -> passage splitting -> reranking, and show per query the "
-            "reranked candidates, their best-matching passage and how far each moved. Without options it runs the "
-            "14 held-out queries and ends with nDCG@10 / MRR@10 of BM25 alone, the first stage and the reranked "
-            "lists. With the `multilingual` extra it retrieves with multilingual-e5-small fused with BM25, else with "
-            "the bundled all-MiniLM-L6-v2. Without a cached or reachable reranker, it fine-tunes a small starter "
-            "model once (a few minutes) and caches it."
-        ),
-    )
+    parser = add_command(subparsers, "demo", _demo, _DEMO_SUMMARY, _DEMO_DESCRIPTION)
     parser.add_argument(
         "--query",
         action="append",
@@ -66,13 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CVs the first stage passes to the reranker (default 100: all 90).",
     )
     parser.add_argument("--no-eval", action="store_true", help="Skip the final nDCG@10 / MRR@10 table.")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISION_CHOICES,
-        help="What the cross-encoder computes in. Default auto: bf16 on CPUs with AMX or AVX512-BF16, fp32 elsewhere.",
-    )
+    add_scoring_arguments(parser, ["precision"])
     parser.add_argument("--cache-dir", help="Where models and CV embeddings are cached (default: user cache).")
-    parser.set_defaults(func=_demo)
 
 
 def _ranker_options(args: argparse.Namespace) -> dict[str, str]:
@@ -86,13 +80,8 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         run_demo(
             args.queries,
-            model=args.model,
-            embedder=args.embedder,
-            interactive=args.interactive,
-            top_k=args.top_k,
-            first_stage_k=args.first_stage_k,
             evaluate=not args.no_eval,
-            cache_dir=args.cache_dir,
+            **options_of(args, ("model", "embedder", "interactive", "top_k", "first_stage_k", "cache_dir")),
             **_ranker_options(args),  # type: ignore[arg-type]  # argparse strings, checked by run_demo
         )
     except (ValueError, OSError) as error:  # OSError: a model or tokenizer that cannot be loaded

@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -120,16 +120,9 @@ STARTER_RECIPES: dict[str, StarterRecipe] = {
         max_steps=40,
         batch_size=16,
     ),
-    "multilingual": StarterRecipe(
-        name="hr-starter-e5-v1",
-        base="multilingual",
-        passage_tokens=128,
-        overlap_tokens=16,
-        negatives=3,
-        max_steps=40,
-        batch_size=16,
-    ),
 }
+# The same recipe on multilingual-e5-small.
+STARTER_RECIPES["multilingual"] = replace(STARTER_RECIPES["minilm"], name="hr-starter-e5-v1", base="multilingual")
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

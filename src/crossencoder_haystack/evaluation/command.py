@@ -3,8 +3,15 @@
 import argparse
 import sys
 
+from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
-from crossencoder_haystack.serving.command import PRECISION_CHOICES, TRUNCATION_CHOICES
+
+_EVALUATE_SUMMARY = "Measure quality and latency of retrieve -> rerank for several rankers and K."
+_EVALUATE_DESCRIPTION = (
+    "Retrieve candidates with a first stage, rerank them with each --ranker at each --k, and report "
+    "nDCG@10, MRR@10, MAP, first-stage Recall@K, paired significance and latency per query. Scores are "
+    "cached on disk, so a repeated or interrupted run resumes. Ctrl-C prints the table so far."
+)
 
 EXIT_INTERRUPTED = 130
 # The normalisations of `haystack_integrations.components.rankers.crossencoder.fusion.FUSIONS`, spelled out here
@@ -37,15 +44,7 @@ def _fusion_weights(text: str) -> list[float]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `evaluate` sub-command."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="Measure quality and latency of retrieve -> rerank for several rankers and K.",
-        description=(
-            "Retrieve candidates with a first stage, rerank them with each --ranker at each --k, and report "
-            "nDCG@10, MRR@10, MAP, first-stage Recall@K, paired significance and latency per query. Scores are "
-            "cached on disk, so a repeated or interrupted run resumes. Ctrl-C prints the table so far."
-        ),
-    )
+    parser = add_command(subparsers, "evaluate", _evaluate, _EVALUATE_SUMMARY, _EVALUATE_DESCRIPTION)
     _add_data_arguments(parser.add_argument_group("data"))
     stages = parser.add_argument_group("first stage and rankers")
     _add_stage_arguments(stages)
@@ -53,7 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_fusion_and_cascade_arguments(stages)
     _add_measurement_arguments(parser.add_argument_group("measurement and output"))
     add_engine_arguments(parser)
-    parser.set_defaults(func=_evaluate)
 
 
 def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
@@ -99,22 +97,8 @@ def _add_ranker_options(stages: argparse._ArgumentGroup) -> None:
         help="Model-directory rankers: score long documents by passages.",
     )
     stages.add_argument("--aggregation", help="Model-directory rankers: max, mean, first, sum or topN_mean.")
-    stages.add_argument("--batch-size", type=int, help="Model-directory rankers: pairs per forward pass.")
-    stages.add_argument("--max-length", type=int, help="Model-directory rankers: max tokens of query + document.")
-    stages.add_argument("--backend", choices=("torch", "onnx", "openvino"), help="Model-directory rankers.")
-    stages.add_argument("--num-threads", type=int, help="Model-directory rankers: CPU threads for the model.")
-    stages.add_argument(
-        "--precision",
-        choices=PRECISION_CHOICES,
-        help="Model-directory rankers: what the model computes in. Default auto (bf16 on CPUs with AMX or "
-        "AVX512-BF16, fp32 elsewhere); fp32 for scores comparable across machines.",
-    )
-    stages.add_argument(
-        "--truncation",
-        choices=TRUNCATION_CHOICES,
-        help="Model-directory rankers: how a pair longer than --max-length is cut: longest_first (default) or "
-        "query_window (the document's opening and its window that matches the query best).",
-    )
+    names = ["batch_size", "max_length", "backend", "num_threads", "precision", "truncation"]
+    add_scoring_arguments(stages, names, prefix="Model-directory rankers. ")
 
 
 def _add_fusion_and_cascade_arguments(stages: argparse._ArgumentGroup) -> None:

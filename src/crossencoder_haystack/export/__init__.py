@@ -5,8 +5,9 @@
 also holds what the command line needs on top: calibration pairs from a file and a default output directory.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crossencoder_haystack._lazy_imports import lazy_exports
 
 if TYPE_CHECKING:
     from crossencoder_haystack.export.calibration import read_calibration_pairs
@@ -25,16 +26,16 @@ if TYPE_CHECKING:
 
 # Imported on first use: `rerank --help` imports this package and must not pay for importing haystack.
 _EXPORTS = {
-    "read_calibration_pairs": "crossencoder_haystack.export.calibration",
-    "default_output_dir": "crossencoder_haystack.export.command",
-    "AUTO_QUANTIZATION": "crossencoder_haystack.export.exporting",
-    "EXPORT_BACKENDS": "crossencoder_haystack.export.exporting",
-    "OPTIMIZATION_LEVELS": "crossencoder_haystack.export.exporting",
-    "QUANTIZATION_PRESETS": "crossencoder_haystack.export.exporting",
-    "auto_quantization_preset": "crossencoder_haystack.export.exporting",
-    "export_bi_encoder": "crossencoder_haystack.export.exporting",
-    "export_cross_encoder": "crossencoder_haystack.export.exporting",
-    "validate_export_options": "crossencoder_haystack.export.exporting",
+    "read_calibration_pairs": "calibration",
+    "default_output_dir": "command",
+    "AUTO_QUANTIZATION": "exporting",
+    "EXPORT_BACKENDS": "exporting",
+    "OPTIMIZATION_LEVELS": "exporting",
+    "QUANTIZATION_PRESETS": "exporting",
+    "auto_quantization_preset": "exporting",
+    "export_bi_encoder": "exporting",
+    "export_cross_encoder": "exporting",
+    "validate_export_options": "exporting",
     "ExportedModel": "haystack_integrations.components.rankers.crossencoder._engine.manifest",
     "read_manifest": "haystack_integrations.components.rankers.crossencoder._engine.manifest",
 }
@@ -54,9 +55,4 @@ __all__ = [
     "validate_export_options",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,6 +4,16 @@
 import argparse
 from pathlib import Path
 
+from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments
+
+_EXPORT_SUMMARY = "Export a reranker to ONNX or OpenVINO (optionally optimized and int8) for fast CPU reranking."
+_EXPORT_DESCRIPTION = (
+    "Export a sentence-transformers cross-encoder, or a bi-encoder reranker directory (as `rerank train` "
+    "saves one), for CrossEncoderRanker(model=OUTPUT, backend=BACKEND). The output directory holds the "
+    "tokenizer, the configs, crossencoder_haystack.json, the model file and a manifest naming it. No code "
+    "from the model directory is run."
+)
+
 # Kept literal (not imported from the component) so `rerank --help` does not import haystack.
 _BACKENDS = ("onnx", "openvino")
 _OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
@@ -18,16 +28,7 @@ def default_output_dir(model: str, backend: str, optimize: str | None = None, qu
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `export` sub-command."""
-    parser = subparsers.add_parser(
-        "export",
-        help="Export a reranker to ONNX or OpenVINO (optionally optimized and int8) for fast CPU reranking.",
-        description=(
-            "Export a sentence-transformers cross-encoder, or a bi-encoder reranker directory (as `rerank train` "
-            "saves one), for CrossEncoderRanker(model=OUTPUT, backend=BACKEND). The output directory holds the "
-            "tokenizer, the configs, crossencoder_haystack.json, the model file and a manifest naming it. No code "
-            "from the model directory is run."
-        ),
-    )
+    parser = add_command(subparsers, "export", _export, _EXPORT_SUMMARY, _EXPORT_DESCRIPTION)
     parser.add_argument(
         "model", help="A local cross-encoder or bi-encoder reranker directory (or a cross-encoder hub id in the cache)."
     )
@@ -52,14 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="(query, document) pairs for int8-static: query<TAB>document lines, or JSONL with query/document.",
     )
-    parser.add_argument("--max-length", type=int, default=None, help="Tokens per pair; default: the model's.")
+    add_scoring_arguments(parser, ["max_length"])
     parser.add_argument(
         "--output",
         type=Path,
         default=None,
         help="Output directory (default: ./<model name>-<backend>[-<optimize>][-<quantize>]).",
     )
-    parser.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ Needs the `serve` extra (fastapi, uvicorn) for the page. Names are imported on f
 stays fast.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crossencoder_haystack._lazy_imports import lazy_exports
 
 if TYPE_CHECKING:
     from crossencoder_haystack.labelling.app import create_label_app
@@ -55,9 +56,4 @@ __all__ = [
     "read_log",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,25 +3,41 @@
 import argparse
 from pathlib import Path
 
+from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, options_of
+
+_LABEL_SUMMARY = (
+    "Judge each query's top candidates (0-3) in a local web page; --export turns the log into training data."
+)
+_LABEL_DESCRIPTION = (
+    "Serve a private labelling page on 127.0.0.1 (the printed URL carries an access token): one query at a "
+    "time with its first-stage top N, judged 0 not relevant, 1 partly, 2 relevant, 3 highly relevant by "
+    "mouse or keyboard. Every judgement is appended to --output (JSONL) and on disk before the page confirms "
+    "it; running the command again resumes. With --export, write the judgements as graded lists or pairs "
+    "for `rerank train`, or as BEIR qrels for `rerank evaluate`."
+)
+
 # The values of `labelling.candidates.RETRIEVERS` and `labelling.export.EXPORT_FORMATS`, spelled out so that
 # `rerank --help` imports neither (a test keeps them equal).
 RETRIEVER_CHOICES: tuple[str, ...] = ("embedding", "bm25")
 EXPORT_CHOICES: tuple[str, ...] = ("lists", "pairs", "qrels")
+# Passed to label(...) as they were parsed.
+_LABEL_OPTIONS = (
+    "output",
+    "split",
+    "retriever",
+    "embedding_model",
+    "top_n",
+    "model",
+    "max_length",
+    "host",
+    "port",
+    "cache_dir",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `label` sub-command."""
-    parser = subparsers.add_parser(
-        "label",
-        help="Judge each query's top candidates (0-3) in a local web page; --export turns the log into training data.",
-        description=(
-            "Serve a private labelling page on 127.0.0.1 (the printed URL carries an access token): one query at a "
-            "time with its first-stage top N, judged 0 not relevant, 1 partly, 2 relevant, 3 highly relevant by "
-            "mouse or keyboard. Every judgement is appended to --output (JSONL) and on disk before the page confirms "
-            "it; running the command again resumes. With --export, write the judgements as graded lists or pairs "
-            "for `rerank train`, or as BEIR qrels for `rerank evaluate`."
-        ),
-    )
+    parser = add_command(subparsers, "label", _label, _LABEL_SUMMARY, _LABEL_DESCRIPTION)
     data = parser.add_argument_group("data")
     data.add_argument(
         "--queries",
@@ -52,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="A reranker directory: marks each candidate's best passage (PassageSplitter + CrossEncoderRanker) and "
         "shows what the model says, in a column the page can hide and as a 'disagreement first' order.",
     )
-    labelling.add_argument("--max-length", type=int, help="The reranker's tokens of query plus passage.")
+    add_scoring_arguments(labelling, ["max_length"])
     labelling.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default: %(default)s).")
     labelling.add_argument("--port", type=int, default=0, help="TCP port; 0 (default) picks a free one.")
     labelling.add_argument("--open", action="store_true", help="Open the page in the default browser.")
@@ -76,7 +92,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Also export every candidate shown for a judged query but not judged, as grade 0 (the report's 'the "
         "rest are negatives'); off by default.",
     )
-    parser.set_defaults(func=_label)
 
 
 def _label(args: argparse.Namespace) -> int:
@@ -93,17 +108,8 @@ def _label(args: argparse.Namespace) -> int:
     label(
         args.queries,
         args.corpus,
-        output=args.output,
-        split=args.split,
-        retriever=args.retriever,
-        embedding_model=args.embedding_model,
-        top_n=args.top_n,
-        model=args.model,
-        max_length=args.max_length,
-        host=args.host,
-        port=args.port,
         open_browser=args.open,
-        cache_dir=args.cache_dir,
+        **options_of(args, _LABEL_OPTIONS),
     )
     return 0
 

@@ -127,9 +127,6 @@ def label(
     :param announce: Prints the URL and the state (default: `print`, flushed).
     :raises ValueError: Bad data, a corrupt or busy log, or a port that cannot be used (a clear message).
     """
-    import uvicorn
-
-    from crossencoder_haystack.labelling.app import create_label_app
     from crossencoder_haystack.serving.auth import is_loopback
 
     announce = announce or _print
@@ -152,21 +149,38 @@ def label(
     except BaseException:
         sock.close()
         raise
-    token = secrets.token_urlsafe(24)
-    url = page_url(sock, host, token)
     try:
-        announce(_summary(session))
-        announce(f"Open {url}")
-        announce("Every judgement is saved when the page shows it; press Ctrl-C to stop (starting again resumes).")
-        if open_browser:
-            import webbrowser
-
-            webbrowser.open(url)
-        config = uvicorn.Config(create_label_app(session, token), log_level=log_level, lifespan="off")
-        uvicorn.Server(config).run(sockets=[sock])
+        _serve_page(session, sock, host, open_browser=open_browser, log_level=log_level, announce=announce)
     finally:
         session.close()
         sock.close()
+
+
+def _serve_page(
+    session: LabellingSession,
+    sock: socket.socket,
+    host: str,
+    *,
+    open_browser: bool,
+    log_level: str,
+    announce: Callable[[str], Any],
+) -> None:
+    """Announce the page's URL (with a new access token) and serve it on `sock` until interrupted."""
+    import uvicorn
+
+    from crossencoder_haystack.labelling.app import create_label_app
+
+    token = secrets.token_urlsafe(24)
+    url = page_url(sock, host, token)
+    announce(_summary(session))
+    announce(f"Open {url}")
+    announce("Every judgement is saved when the page shows it; press Ctrl-C to stop (starting again resumes).")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    config = uvicorn.Config(create_label_app(session, token), log_level=log_level, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _summary(session: LabellingSession) -> str:

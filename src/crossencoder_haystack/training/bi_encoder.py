@@ -28,7 +28,6 @@ The saved directory is a plain `SentenceTransformer` (no code of ours, loads wit
 import copy
 import math
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +205,7 @@ def fit(
 
     from crossencoder_haystack.training.callbacks import schedule_arguments, time_budget
     from crossencoder_haystack.training.precision import training_uses_bf16
-    from crossencoder_haystack.training.progress import quiet_trainer
+    from crossencoder_haystack.training.progress import quiet_trainer, timed_training
 
     dataset = Dataset.from_list(rows)
     prompts = column_prompts(model, dataset.column_names)
@@ -241,13 +240,7 @@ def fit(
         callbacks=trainer_callbacks,
     )
     quiet_trainer(trainer, verbose)
-    started = time.monotonic()
-    interrupted = False
-    try:
-        trainer.train()
-    except KeyboardInterrupt:
-        interrupted = True
-    minutes = (time.monotonic() - started) / 60
+    minutes, interrupted = timed_training(trainer)
     history = [(int(entry["step"]), entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
     return trainer.state.global_step, minutes, history, interrupted
 

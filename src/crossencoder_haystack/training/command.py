@@ -6,15 +6,38 @@
 import argparse
 import dataclasses
 
+from crossencoder_haystack.cli_arguments import add_command, add_verbose_argument, options_of
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.training.base_model import HEADS
 from crossencoder_haystack.training.config import TrainConfig
 from crossencoder_haystack.training.distill_command import register_distill
 from crossencoder_haystack.training.mining import RETRIEVERS, SAMPLES
 
+_TRAIN_SUMMARY = "Fine-tune a cross-encoder reranker on pairs, triplets or lists (CSV, TSV, JSONL)."
+_TRAIN_DESCRIPTION = (
+    "Fine-tune a cross-encoder reranker. The loss follows the data's shape: pairs (query, document, label) "
+    "-> bce, triplets (query, positive[, negatives]) -> cmnrl, lists (query, documents, labels) -> lambda."
+)
+_MINE_SUMMARY = "Mine hard negatives for queries with known positives (BEIR dir or data file + corpus)."
+_MINE_DESCRIPTION = "Retrieve each query's top candidates, drop known positives, and write training rows (JSONL)."
+
 DEFAULTS = TrainConfig()
 # `rerank train` options whose destination is not the `TrainConfig` field of the same name
 _OPTION_FIELDS = {"lr": "learning_rate", "head_lr": "head_learning_rate"}
+# Passed to mine_hard_negatives(...) as they were parsed.
+_MINE_OPTIONS = (
+    "output",
+    "split",
+    "retriever",
+    "model",
+    "top_n",
+    "num_negatives",
+    "skip_top",
+    "margin",
+    "output_format",
+    "sample",
+    "seed",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,14 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     """`rerank train`: its defaults are `TrainConfig`'s."""
-    parser = subparsers.add_parser(
-        "train",
-        help="Fine-tune a cross-encoder reranker on pairs, triplets or lists (CSV, TSV, JSONL).",
-        description=(
-            "Fine-tune a cross-encoder reranker. The loss follows the data's shape: pairs (query, document, label) "
-            "-> bce, triplets (query, positive[, negatives]) -> cmnrl, lists (query, documents, labels) -> lambda."
-        ),
-    )
+    parser = add_command(subparsers, "train", _train, _TRAIN_SUMMARY, _TRAIN_DESCRIPTION)
     parser.add_argument("--data", required=True, help="training data: .csv, .tsv or .jsonl")
     evaluation = parser.add_mutually_exclusive_group()
     evaluation.add_argument("--eval", dest="eval_data", help="evaluation data in any of the training formats")
@@ -85,22 +101,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="at the end, calibrate the scores on the held-out queries (as rerank calibrate does), so the model "
         "returns P(relevant)",
     )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress "
-        "display",
-    )
-    parser.set_defaults(func=_train)
+    add_verbose_argument(parser)
 
 
 def _register_mine(subparsers: argparse._SubParsersAction) -> None:
     """`rerank mine`."""
-    parser = subparsers.add_parser(
-        "mine",
-        help="Mine hard negatives for queries with known positives (BEIR dir or data file + corpus).",
-        description="Retrieve each query's top candidates, drop known positives, and write training rows (JSONL).",
-    )
+    parser = add_command(subparsers, "mine", _mine, _MINE_SUMMARY, _MINE_DESCRIPTION)
     parser.add_argument("--queries", required=True, help="BEIR directory, or a pairs/triplets/lists data file")
     parser.add_argument("--corpus", help="corpus JSONL (_id/id, title, text); not needed for a BEIR directory")
     parser.add_argument("--split", default="train", help="BEIR qrels split")
@@ -136,7 +142,6 @@ def _register_mine(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=42)
     add_engine_arguments(parser)
-    parser.set_defaults(func=_mine)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -168,18 +173,8 @@ def _mine(args: argparse.Namespace) -> int:
     rows = mine_hard_negatives(
         args.queries,
         args.corpus,
-        output=args.output,
-        split=args.split,
-        retriever=args.retriever,
-        model=args.model,
-        top_n=args.top_n,
-        num_negatives=args.num_negatives,
-        skip_top=args.skip_top,
-        margin=args.margin,
         relative_margin=None if args.no_guard else args.relative_margin,
-        output_format=args.output_format,
-        sample=args.sample,
-        seed=args.seed,
+        **options_of(args, _MINE_OPTIONS),
         **engine_options,
     )
     print(f"Wrote {len(rows)} {args.output_format} rows to {args.output}")

@@ -2,24 +2,47 @@
 
 import argparse
 
+from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, add_verbose_argument, options_of
 from crossencoder_haystack.training.mining import RETRIEVERS
 
+_DISTILL_SUMMARY = "Train a small, fast student reranker that reproduces a teacher's scores on your own data."
+_DISTILL_DESCRIPTION = (
+    "Distil a teacher reranker into a student cross-encoder with fewer layers: the teacher scores the "
+    "first stage's candidates (BM25 and the embedding model, top 100 each) of your queries and of "
+    "pseudo-queries drawn from the corpus (no labels needed); the student learns the teacher's scores "
+    "(MSE). Teacher scores are cached on disk, so a second run (another --layers, a longer budget) reuses "
+    "them. Use the student alone, or in a CascadeRanker that lets the teacher re-rank its best few."
+)
+
 TEACHER_BACKEND_CHOICES: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")  # = teacher_scores.TEACHER_BACKENDS
+# Passed to distill(...) as they were parsed.
+_DISTILL_OPTIONS = (
+    "output",
+    "corpus",
+    "split",
+    "pseudo_queries",
+    "retriever",
+    "embedding_model",
+    "top_n",
+    "loss",
+    "max_minutes",
+    "teacher_share",
+    "max_steps",
+    "epochs",
+    "batch_size",
+    "max_length",
+    "eval_queries",
+    "teacher_backend",
+    "teacher_precision",
+    "cache_dir",
+    "seed",
+    "verbose",
+)
 
 
 def register_distill(subparsers: argparse._SubParsersAction) -> None:
     """Add the `distill` sub-command."""
-    parser = subparsers.add_parser(
-        "distill",
-        help="Train a small, fast student reranker that reproduces a teacher's scores on your own data.",
-        description=(
-            "Distil a teacher reranker into a student cross-encoder with fewer layers: the teacher scores the "
-            "first stage's candidates (BM25 and the embedding model, top 100 each) of your queries and of "
-            "pseudo-queries drawn from the corpus (no labels needed); the student learns the teacher's scores "
-            "(MSE). Teacher scores are cached on disk, so a second run (another --layers, a longer budget) reuses "
-            "them. Use the student alone, or in a CascadeRanker that lets the teacher re-rank its best few."
-        ),
-    )
+    parser = add_command(subparsers, "distill", _distill, _DISTILL_SUMMARY, _DISTILL_DESCRIPTION)
     parser.add_argument("--teacher", required=True, help="the teacher reranker directory (e.g. from rerank train)")
     parser.add_argument(
         "--queries",
@@ -48,7 +71,9 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5, help="learning rate of the student's layers")
-    parser.add_argument("--max-length", type=int, help="tokens per pair for the student (default: the teacher's)")
+    add_scoring_arguments(
+        parser, ["max_length"], notes={"max_length": "Tokens per pair for the student (default: the teacher's)"}
+    )
     parser.add_argument("--eval-queries", type=int, default=20, help="held-out queries for the agreement")
     parser.add_argument("--teacher-backend", choices=TEACHER_BACKEND_CHOICES, default="auto")
     parser.add_argument(
@@ -59,13 +84,7 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cache-dir", help="where teacher scores are cached (default: user cache directory)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show the libraries' own output (the trainer's raw logs, their progress bars) instead of one progress "
-        "display",
-    )
-    parser.set_defaults(func=_distill)
+    add_verbose_argument(parser)
 
 
 def _distill(args: argparse.Namespace) -> int:
@@ -74,28 +93,9 @@ def _distill(args: argparse.Namespace) -> int:
     result = distill(
         args.teacher,
         args.queries,
-        output=args.output,
-        corpus=args.corpus,
-        split=args.split,
         layers=None if args.all_layers else args.layers,
         student=args.student_base,
-        pseudo_queries=args.pseudo_queries,
-        retriever=args.retriever,
-        embedding_model=args.embedding_model,
-        top_n=args.top_n,
-        loss=args.loss,
-        max_minutes=args.max_minutes,
-        teacher_share=args.teacher_share,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
         learning_rate=args.lr,
-        max_length=args.max_length,
-        eval_queries=args.eval_queries,
-        teacher_backend=args.teacher_backend,
-        teacher_precision=args.teacher_precision,
-        cache_dir=args.cache_dir,
-        seed=args.seed,
-        verbose=args.verbose,
+        **options_of(args, _DISTILL_OPTIONS),
     )
     return 130 if result.interrupted else 0

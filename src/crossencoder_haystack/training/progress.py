@@ -8,6 +8,7 @@ sentence-transformers and datasets print on their own (the trainer's raw `{'loss
 """
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -120,6 +121,22 @@ def _evaluation_status(metrics: dict[str, Any]) -> str:
         if isinstance(value, int | float) and not name.endswith(("runtime", "per_second", "epoch")):
             return f"{name} {value:.4f}"
     return ""
+
+
+def timed_training(trainer: Any) -> tuple[float, bool]:
+    """
+    Run the trainer.
+
+    :param trainer: A transformers or sentence-transformers trainer.
+    :returns: The minutes it took, and whether Ctrl-C stopped it.
+    """
+    started = time.monotonic()
+    interrupted = False
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        interrupted = True
+    return (time.monotonic() - started) / 60, interrupted
 
 
 def quiet_trainer(trainer: Any, verbose: bool) -> Any:

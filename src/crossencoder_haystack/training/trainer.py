@@ -6,7 +6,6 @@ The defaults are the candidate recipe described in `train`'s docstring; what was
 
 import math
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +22,13 @@ from crossencoder_haystack.training.data import TrainingData, load_training_data
 from crossencoder_haystack.training.losses import choose_loss
 from crossencoder_haystack.training.model_card import write_model_card
 from crossencoder_haystack.training.precision import training_uses_bf16
-from crossencoder_haystack.training.progress import JobDisplay, quiet_libraries, quiet_trainer, training_progress
+from crossencoder_haystack.training.progress import (
+    JobDisplay,
+    quiet_libraries,
+    quiet_trainer,
+    timed_training,
+    training_progress,
+)
 
 EVALUATOR_NAME = "rerank"
 _CHECKPOINTS = "checkpoints"
@@ -196,7 +201,7 @@ def _train_cross_encoder(run: _Run) -> TrainingResult:
     trainer = _cross_encoder_trainer(run, base.model, choice, evaluator, epochs, rates)
     with run.display.phase("evaluating the starting model"):
         before = _metrics(evaluator(base.model)) if evaluator else {}
-    minutes, interrupted = _timed_training(trainer)
+    minutes, interrupted = timed_training(trainer)
     with run.display.phase("evaluating and saving the kept model"):
         model, after = _kept_model(trainer, base.model, choice.activation, evaluator, interrupted)
         run.output_dir.mkdir(parents=True, exist_ok=True)
@@ -314,17 +319,6 @@ def _trainer_callbacks(run: _Run) -> list[Any]:
     if run.config.max_minutes is not None:
         callbacks.append(time_budget(run.config.max_minutes))
     return callbacks
-
-
-def _timed_training(trainer: Any) -> tuple[float, bool]:
-    """Run the trainer; (minutes it took, whether Ctrl-C stopped it)."""
-    started = time.monotonic()
-    interrupted = False
-    try:
-        trainer.train()
-    except KeyboardInterrupt:
-        interrupted = True
-    return (time.monotonic() - started) / 60, interrupted
 
 
 def _kept_model(
