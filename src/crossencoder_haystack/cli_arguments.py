@@ -84,7 +84,11 @@ def add_scoring_arguments(
         kind, choices, text = _SCORING_OPTIONS[name]
         default = defaults.get(name)
         text = prefix + notes.get(name, text) + (" (default: %(default)s)." if default is not None else ".")
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices, default=default, help=text)
+        flag = "--" + name.replace("_", "-")
+        if kind is None:  # choices only: the strings as they are
+            parser.add_argument(flag, choices=choices, default=default, help=text)
+        else:
+            parser.add_argument(flag, type=kind, choices=choices, default=default, help=text)
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
