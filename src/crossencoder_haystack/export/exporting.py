@@ -61,6 +61,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.bi_encoder_sc
     is_bi_encoder_directory,
     load_bi_encoder,
 )
+from haystack_integrations.components.rankers.crossencoder._engine.json_files import read_json_object
 from haystack_integrations.components.rankers.crossencoder._engine.manifest import (
     BI_ENCODER_SCORER,
     MANIFEST_NAME,
@@ -419,15 +420,8 @@ def _copy_reranker_config(model: str | Path, output: Path, scorer: str | None = 
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        msg = f"{path} is not valid JSON ({error}); fix or delete it before exporting."
-        raise ValueError(msg) from None
-    if not isinstance(data, dict):
-        msg = f"{path} must hold a JSON object, got {type(data).__name__}; fix or delete it before exporting."
-        raise ValueError(msg)
-    return data
+    advice = "; fix or delete it before exporting."
+    return read_json_object(path, invalid_advice=advice, not_object_advice=advice)
 
 
 def _copy_json_without_auto_map(source: Path, target: Path) -> None:

@@ -13,7 +13,7 @@
 """
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +50,18 @@ def load_labelling_input(
             msg = f"split={split!r} only applies to a BEIR directory; {path} is a file. Leave --split out."
             raise ValueError(msg)
         texts = _file_queries(path)
-    if not texts:
-        msg = f"{path} holds no queries to label."
-        raise ValueError(msg)
+    _require_some(texts, f"{path} holds no queries to label.")
     if corpus is None:
         msg = f"{path} is a queries file, so the corpus must be given: pass corpus='corpus.jsonl' (--corpus)."
         raise ValueError(msg)
     documents = read_corpus_file(corpus)
-    if not documents:
-        msg = f"the corpus {corpus} holds no documents."
-        raise ValueError(msg)
+    _require_some(documents, f"the corpus {corpus} holds no documents.")
     return BeirDataset(corpus=documents, queries=texts, qrels={}, name=path.stem, source=str(path))
+
+
+def _require_some(items: Sized, msg: str) -> None:
+    if not items:
+        raise ValueError(msg)
 
 
 def _beir_queries(root: Path, split: str | None) -> dict[str, str]:

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from haystack_integrations.components.rankers.crossencoder._engine.json_files import read_json_object
+
 DISTILLATION_FILE = "crossencoder_distillation.json"
 
 
@@ -48,15 +50,7 @@ def read_distillation_record(directory: str | Path) -> dict[str, Any]:
     path = Path(directory).expanduser() / DISTILLATION_FILE
     if not path.is_file():
         return {}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        msg = f"{path} is not valid JSON ({error}); fix or delete it."
-        raise ValueError(msg) from None
-    if not isinstance(record, dict):
-        msg = f"{path} must hold a JSON object, got {type(record).__name__}."
-        raise ValueError(msg)
-    return record
+    return read_json_object(path, invalid_advice="; fix or delete it.", not_object_advice=".")
 
 
 def write_student_card(result: Any, student: Any, data_source: str) -> Path:

@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from haystack_integrations.components.rankers.crossencoder._engine.json_files import read_json_object
+
 FusionMethod = Literal["minmax", "zscore", "rrf"]
 FUSIONS: tuple[FusionMethod, ...] = ("minmax", "zscore", "rrf")
 FUSION_FILE = "crossencoder_haystack.json"  # a JSON file in a model directory
@@ -180,15 +182,12 @@ def write_fusion_defaults(model_directory: str | Path, first_stage_weight: float
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        msg = f"{path} is not valid JSON ({error}). Fix or delete it."
-        raise ValueError(msg) from None
-    if not isinstance(data, dict):
-        msg = f'{path} must hold a JSON object such as {{"first_stage_weight": 0.3}}, got {type(data).__name__}.'
-        raise ValueError(msg)
-    return data
+    return read_json_object(
+        path,
+        invalid_advice=". Fix or delete it.",
+        not_object_advice=".",
+        example=' such as {"first_stage_weight": 0.3}',
+    )
 
 
 def _finite_rerank_score(score: Any) -> float:
