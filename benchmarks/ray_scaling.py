@@ -59,6 +59,7 @@ def main() -> None:
     for result in results:
         result["pairs_per_s"] = pairs / result["seconds"]
         print(json.dumps(result))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(_markdown(results, pairs, len(rows), args), encoding="utf-8")
     print(f"Wrote {args.output}")
 
