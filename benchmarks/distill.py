@@ -39,7 +39,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,6 @@ GENERALIZATION_CACHE = HERE / ".cache" / "generalization"
 LATENCY_CROSS_ENCODER = HERE / ".cache" / "latency" / "scifact-minilm-cosine-ce"
 PEER = "peer: SentenceTransformersSimilarityRanker, defaults"
 TARGET_SPEED_UP, TARGET_POINTS = 2.5, 1.0
-VERSIONS = ("haystack-ai", "sentence-transformers", "transformers", "torch", "onnxruntime", "openvino", "ranx")
 
 
 @dataclass
@@ -134,29 +132,19 @@ def _ints(text: str) -> list[int]:
 
 
 def _environment() -> dict[str, Any]:
-    """CPU model, its precision-relevant flags, cores, versions, what precision="auto" picks, the load average."""
-    from crossencoder_haystack.evaluation.environment import describe_environment
-    from haystack_integrations.components.rankers.crossencoder._engine.precision import (
-        REPORTED_CPU_FLAGS,
-        cpu_flags,
-        precision_reason,
-        resolve_precision,
-    )
-
-    environment = describe_environment()
-    environment["cpu_flags"] = {flag: flag in cpu_flags() for flag in REPORTED_CPU_FLAGS}
-    environment["versions"] = {package: _version(package) for package in VERSIONS}
-    auto = resolve_precision("auto", "cpu")
-    environment["precision_auto"] = {"resolved": auto, "reason": precision_reason("auto", auto, "cpu")}
-    environment["load_1min"] = {"launch": os.getloadavg()[0]}
-    return environment
+    """CPU model, its precision-relevant flags, cores, versions, what precision="auto" picks, the load average: the
+    same record as benchmarks/latency.py's."""
+    return _latency_benchmark()._environment()
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+def _latency_benchmark() -> Any:
+    """benchmarks/latency.py as a module (its machine record and its fine-tuned cross-encoder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latency_benchmark", HERE / "latency.py")
+    latency = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(latency)  # type: ignore[union-attr]
+    return latency
 
 
 def _environment_lines(environment: dict[str, Any]) -> str:
@@ -213,12 +201,7 @@ def _peer_model(args: argparse.Namespace, teacher: Path) -> Path:
         return Path(args.peer_model)
     if (LATENCY_CROSS_ENCODER / "config.json").is_file():
         return LATENCY_CROSS_ENCODER
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("latency_benchmark", HERE / "latency.py")
-    latency = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(latency)  # type: ignore[union-attr]
-    return latency._fine_tuned_cross_encoder(args.data_dir, LATENCY_CROSS_ENCODER.parent)[0]
+    return _latency_benchmark()._fine_tuned_cross_encoder(args.data_dir, LATENCY_CROSS_ENCODER.parent)[0]
 
 
 def _training_queries(data_dir: Path, count: int | None, work: Path) -> list[str]:
