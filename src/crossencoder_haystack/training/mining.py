@@ -426,9 +426,9 @@ class _EmbeddedCorpus:
             encoder = embedding_model(source, _fast_dtype())
             self.documents = embed_texts(encoder, texts, batch_size, show_progress)
             self.queries = embed_texts(encoder, queries, batch_size)
-        else:
-            self.documents = engine.embed(source, texts, batch_size=batch_size, model_kwargs=_fast_dtype())
-            self.queries = engine.embed(source, queries, batch_size=batch_size, model_kwargs=_fast_dtype())
+        else:  # one job for both: an engine's workers load the model once
+            embedded = engine.embed(source, texts + queries, batch_size=batch_size, model_kwargs=_fast_dtype())
+            self.documents, self.queries = embedded[: len(texts)], embedded[len(texts) :]
         self.positives = data.positives
 
     def candidates(self, top_k: int) -> Candidates:
