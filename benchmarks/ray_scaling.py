@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(HERE / "results" / "ray_scaling.md"))
     args = parser.parse_args()
 
+    print(f"CPU: {_cpu()}, {os.cpu_count()} cores")
     rows = _scifact_rows(args.data_dir, args.queries, args.docs)
     pairs = sum(len(row["candidates"]) for row in rows)
     parameters = {"top_k": args.docs, "precision": args.precision, "max_length": 128}
@@ -148,7 +149,7 @@ def _markdown(results: list[dict[str, Any]], pairs: int, queries: int, args: arg
         f"--precision {args.precision}`",
         "",
         f"- Machine: {_cpu()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
-        f"- Model: {args.model}, max_length 128, precision {args.precision}.",
+        f"- Model: {_shown(args.model)}, max_length 128, precision {args.precision}.",
         f"- Data: SciFact test, {queries} queries x BM25 top {args.docs} = {pairs} pairs.",
         "- Ray: a local cluster on 127.0.0.1; wall times include actor start-up and model loading (local runs: "
         "model loading); `first block`: from the call to the first block written (start-up, model loading and one "
@@ -186,16 +187,28 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def _shown(model: str) -> str:
+    """The model path relative to the repository when it is inside it (the results file is committed)."""
+    path = Path(model).resolve()
+    return str(path.relative_to(HERE.parent)) if path.is_relative_to(HERE.parent) else model
+
+
 def _cpu() -> str:
+    """The CPU model and its precision-relevant flags (what `precision="auto"` reads)."""
+    from haystack_integrations.components.rankers.crossencoder._engine.precision import REPORTED_CPU_FLAGS, cpu_flags
+
     try:
         output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    fields = dict(line.split(":", 1) for line in output.splitlines() if ":" in line)
-    return (
-        f"{fields.get('Model name', '?').strip()} (family {fields.get('CPU family', '?').strip()}, model "
-        f"{fields.get('Model', '?').strip()})"
-    )
+        name = platform.processor() or "unknown CPU"
+    else:
+        fields = dict(line.split(":", 1) for line in output.splitlines() if ":" in line)
+        name = (
+            f"{fields.get('Model name', '?').strip()} (family {fields.get('CPU family', '?').strip()}, model "
+            f"{fields.get('Model', '?').strip()})"
+        )
+    present = cpu_flags()
+    return f"{name}; flags: " + ", ".join(f"{flag} {'yes' if flag in present else 'no'}" for flag in REPORTED_CPU_FLAGS)
 
 
 if __name__ == "__main__":
