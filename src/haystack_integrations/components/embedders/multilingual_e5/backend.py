@@ -1,11 +1,15 @@
 """What the two multilingual-e5 embedders share: finding the model directory, loading it safely, embedding texts."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from haystack import default_from_dict, default_to_dict
 
 from haystack_integrations.components.embedders.multilingual_e5.conversion import ensure_converted_model
 
 _SAFE_MODULE_PREFIX = "sentence_transformers."
+
+_Embedder = TypeVar("_Embedder", bound="MultilingualE5EmbedderBase")
 
 
 def resolve_model_dir(model: str | None, cache_dir: str | None) -> Path:
@@ -141,3 +145,25 @@ class MultilingualE5EmbedderBase:
             "batch_size": self.batch_size,
             "progress_bar": self.progress_bar,
         }
+
+    def _own_init_parameters(self) -> dict[str, Any]:
+        """The subclass's own `__init__` parameters, for `to_dict`."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Serializes the component to a dictionary.
+
+        :returns: Dictionary with serialized data.
+        """
+        return default_to_dict(self, **self._init_parameters(), **self._own_init_parameters())
+
+    @classmethod
+    def from_dict(cls: type[_Embedder], data: dict[str, Any]) -> _Embedder:
+        """
+        Deserializes the component from a dictionary.
+
+        :param data: Dictionary to deserialize from.
+        :returns: Deserialized component.
+        """
+        return default_from_dict(cls, data)
