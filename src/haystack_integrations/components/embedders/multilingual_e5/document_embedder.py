@@ -1,5 +1,4 @@
 from dataclasses import replace
-from typing import Any
 
 from haystack import Document, component
 from haystack.utils import ComponentDevice
@@ -30,6 +29,12 @@ class MultilingualE5DocumentEmbedder(MultilingualE5EmbedderBase):
     print(len(embedder.run([cv])["documents"][0].embedding))  # 384
     ```
     """
+
+    _SERIALIZED_PARAMETERS = (
+        *MultilingualE5EmbedderBase._SERIALIZED_PARAMETERS,
+        "meta_fields_to_embed",
+        "embedding_separator",
+    )
 
     def __init__(
         self,
@@ -68,12 +73,6 @@ class MultilingualE5DocumentEmbedder(MultilingualE5EmbedderBase):
         )
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
-
-    def _own_init_parameters(self) -> dict[str, Any]:
-        return {
-            "meta_fields_to_embed": self.meta_fields_to_embed,
-            "embedding_separator": self.embedding_separator,
-        }
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:
