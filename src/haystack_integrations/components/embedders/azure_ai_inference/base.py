@@ -1,6 +1,6 @@
 """What the text and the document embedder do alike: check and keep their settings, hold the SDK clients, serialize."""
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from azure.ai.inference import EmbeddingsClient
 from azure.ai.inference.aio import EmbeddingsClient as AsyncEmbeddingsClient
@@ -16,6 +16,21 @@ _Embedder = TypeVar("_Embedder", bound="EmbedderBase")
 
 class EmbedderBase:
     """The settings, clients and serialization of an Azure AI Inference embedder; subclasses add what they embed."""
+
+    # The `__init__` parameters `to_dict` records, each read from the attribute of the same name (`credential` is
+    # Python-only and not among them). A subclass appends its own.
+    _SERIALIZED_PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "endpoint",
+        "api_key",
+        "model",
+        "dimensions",
+        "input_type",
+        "prefix",
+        "suffix",
+        "timeout",
+        "max_retries",
+        "api_version",
+    )
 
     def __init__(
         self,
@@ -112,10 +127,6 @@ class EmbedderBase:
             await self.async_client.close()
             self.async_client = None
 
-    def _own_init_parameters(self) -> dict[str, Any]:
-        """The subclass's own `__init__` parameters, for `to_dict`."""
-        return {}
-
     def to_dict(self) -> dict[str, Any]:
         """
         Serializes the component to a dictionary. The `credential` is not serialized.
@@ -123,20 +134,7 @@ class EmbedderBase:
         :returns:
             Dictionary with serialized data.
         """
-        return default_to_dict(
-            self,
-            endpoint=self.endpoint,
-            api_key=self.api_key,
-            model=self.model,
-            dimensions=self.dimensions,
-            input_type=self.input_type,
-            prefix=self.prefix,
-            suffix=self.suffix,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            api_version=self.api_version,
-            **self._own_init_parameters(),
-        )
+        return default_to_dict(self, **{name: getattr(self, name) for name in self._SERIALIZED_PARAMETERS})
 
     @classmethod
     def from_dict(cls: type[_Embedder], data: dict[str, Any]) -> _Embedder:

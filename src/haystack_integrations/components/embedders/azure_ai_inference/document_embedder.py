@@ -46,6 +46,15 @@ class AzureAIInferenceDocumentEmbedder(EmbedderBase):
     ```
     """
 
+    _SERIALIZED_PARAMETERS = (
+        *EmbedderBase._SERIALIZED_PARAMETERS,
+        "batch_size",
+        "progress_bar",
+        "meta_fields_to_embed",
+        "embedding_separator",
+        "raise_on_failure",
+    )
+
     # Longer than 80 lines for its signature and the docstring of its 16 parameters; the body is the base's call.
     def __init__(
         self,
@@ -135,15 +144,6 @@ class AzureAIInferenceDocumentEmbedder(EmbedderBase):
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
         self.raise_on_failure = raise_on_failure
-
-    def _own_init_parameters(self) -> dict[str, Any]:
-        return {
-            "batch_size": self.batch_size,
-            "progress_bar": self.progress_bar,
-            "meta_fields_to_embed": self.meta_fields_to_embed,
-            "embedding_separator": self.embedding_separator,
-            "raise_on_failure": self.raise_on_failure,
-        }
 
     def _check_input(self, documents: Any) -> None:
         if not isinstance(documents, list) or not all(isinstance(document, Document) for document in documents):

