@@ -6,7 +6,12 @@ import argparse
 import pytest
 
 from crossencoder_haystack.cli import build_parser
-from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, options_of
+from crossencoder_haystack.cli_arguments import (
+    add_collection_arguments,
+    add_command,
+    add_scoring_arguments,
+    options_of,
+)
 
 PRECISIONS = ["auto", "fp32", "bf16", "fp16", "int8"]
 TRUNCATIONS = ["longest_first", "query_window"]
@@ -40,6 +45,14 @@ SHARED_FLAGS = {
     ("train", "batch_size"): (32, None, "int"),
     ("train", "max_length"): (128, None, "int"),
     ("train", "verbose"): (False, None, None),
+}
+# (sub-command) -> (the collection's flag, required, --split's default), as they were before add_collection_arguments.
+COLLECTION_FLAGS = {
+    "calibrate": ("--data", True, "test"),
+    "distill": ("--queries", True, "train"),
+    "evaluate": ("--dataset", True, "test"),
+    "label": ("--queries", False, None),
+    "mine": ("--queries", True, "train"),
 }
 COMMANDS = (
     "demo",
@@ -95,3 +108,34 @@ def test_add_command_and_scoring_arguments():
     assert helps["max_length"].endswith("(default: %(default)s).")
     with pytest.raises(SystemExit):
         parser.parse_args(["score", "--precision", "fp8"])
+
+
+@pytest.mark.parametrize("command", sorted(COLLECTION_FLAGS))
+def test_collection_flags_keep_required_and_split_default(subparsers, command):
+    flag, required, split_default = COLLECTION_FLAGS[command]
+    actions = {action.option_strings[0]: action for action in subparsers[command]._actions if action.option_strings}
+    assert actions[flag].required is required
+    assert actions[flag].default is None
+    assert actions["--corpus"].default is None
+    assert actions["--split"].default == split_default
+    for option in (flag, "--corpus", "--split"):
+        assert actions[option].help, (command, option)
+    names = [action.option_strings[0] for action in subparsers[command]._actions if action.option_strings]
+    start = names.index(flag)
+    assert names[start : start + 3] == [flag, "--corpus", "--split"]
+
+
+def test_add_collection_arguments():
+    parser = argparse.ArgumentParser(prog="rerank")
+    add_collection_arguments(
+        parser, "--data", help="Data.", corpus_help="Corpus.", split_help="Split.", split_default="dev"
+    )
+    args = parser.parse_args(["--data", "beir/scifact"])
+    assert options_of(args, ["data", "corpus", "split"]) == {"data": "beir/scifact", "corpus": None, "split": "dev"}
+    helps = {action.dest: action.help for action in parser._actions}
+    assert (helps["data"], helps["corpus"], helps["split"]) == ("Data.", "Corpus.", "Split.")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--corpus", "corpus.jsonl"])  # --data is required
+    optional = argparse.ArgumentParser(prog="rerank")
+    add_collection_arguments(optional, "--queries", help="Q.", corpus_help="C.", split_help="S.", required=False)
+    assert vars(optional.parse_args([])) == {"queries": None, "corpus": None, "split": None}

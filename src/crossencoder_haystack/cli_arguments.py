@@ -91,6 +91,33 @@ def add_scoring_arguments(
             parser.add_argument(flag, type=kind, choices=choices, default=default, help=text)
 
 
+def add_collection_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    *,
+    help: str,
+    corpus_help: str,
+    split_help: str,
+    split_default: str | None = None,
+    required: bool = True,
+) -> None:
+    """
+    Add the options that name one collection as `crossencoder_haystack.data` reads it: `flag` (a BEIR directory or a
+    data file), `--corpus` (the documents a data file refers to) and `--split` (a BEIR directory's qrels split).
+
+    :param parser: The parser or argument group to add them to.
+    :param flag: The collection's own option, e.g. `--data` or `--queries`.
+    :param help: `flag`'s help text: which files the command reads there.
+    :param corpus_help: `--corpus`'s help text.
+    :param split_help: `--split`'s help text.
+    :param split_default: `--split`'s default (`None`: every query, or the reader's choice).
+    :param required: Whether `flag` must be given.
+    """
+    parser.add_argument(flag, required=required, help=help)
+    parser.add_argument("--corpus", help=corpus_help)
+    parser.add_argument("--split", default=split_default, help=split_help)
+
+
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
     """Add `--verbose`: the libraries' own output instead of one progress display."""
     parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, options_of
+from crossencoder_haystack.cli_arguments import add_collection_arguments, add_command, add_scoring_arguments, options_of
 
 _CALIBRATE_SUMMARY = "Fit a mapping from a model's scores to P(relevant) on judged data and store it with the model."
 _CALIBRATE_DESCRIPTION = (
@@ -33,14 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `calibrate` sub-command."""
     parser = add_command(subparsers, "calibrate", _calibrate, _CALIBRATE_SUMMARY, _CALIBRATE_DESCRIPTION)
     parser.add_argument("--model", required=True, help="the model directory (calibration.json is written into it)")
-    parser.add_argument(
+    add_collection_arguments(
+        parser,
         "--data",
-        required=True,
         help="judged data: a pairs/lists/triplets file (.jsonl, .csv, .tsv), a BEIR directory, or judged rows "
         "(query, document, grade) with --corpus",
+        corpus_help="the corpus that judged rows refer to (.jsonl or .csv)",
+        split_help="the qrels split of a BEIR directory (default: test)",
+        split_default="test",
     )
-    parser.add_argument("--corpus", help="the corpus that judged rows refer to (.jsonl or .csv)")
-    parser.add_argument("--split", default="test", help="the qrels split of a BEIR directory (default: test)")
     parser.add_argument(
         "--relevant-from",
         type=float,

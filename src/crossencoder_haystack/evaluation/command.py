@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments
+from crossencoder_haystack.cli_arguments import add_collection_arguments, add_command, add_scoring_arguments
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 
 _EVALUATE_SUMMARY = "Measure quality and latency of retrieve -> rerank for several rankers and K."
@@ -55,14 +55,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
-    data.add_argument(
+    add_collection_arguments(
+        data,
         "--dataset",
-        required=True,
         help="A BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a CSV/JSONL of judged rows "
         "(query, document, grade) together with --corpus.",
+        corpus_help="The corpus file (.jsonl or .csv) that judged rows refer to.",
+        split_help="The BEIR qrels split (default: test).",
+        split_default="test",
     )
-    data.add_argument("--corpus", help="The corpus file (.jsonl or .csv) that judged rows refer to.")
-    data.add_argument("--split", default="test", help="The BEIR qrels split (default: test).")
     data.add_argument("--max-queries", type=int, help="Evaluate a seeded sample of this many judged queries.")
 
 

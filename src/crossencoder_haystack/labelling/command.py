@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, options_of
+from crossencoder_haystack.cli_arguments import add_collection_arguments, add_command, add_scoring_arguments, options_of
 
 _LABEL_SUMMARY = (
     "Judge each query's top candidates (0-3) in a local web page; --export turns the log into training data."
@@ -39,15 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `label` sub-command."""
     parser = add_command(subparsers, "label", _label, _LABEL_SUMMARY, _LABEL_DESCRIPTION)
     data = parser.add_argument_group("data")
-    data.add_argument(
+    add_collection_arguments(
+        data,
         "--queries",
         help="A BEIR directory, a queries.jsonl, a CSV/JSONL with a 'query' column (e.g. judged rows or training "
         "data) or a .txt file with one query per line.",
+        corpus_help="The corpus (.jsonl with _id, title, text, or .csv); not needed for a BEIR directory.",
+        split_help="A BEIR directory's qrels split: label (or export) only its queries.",
+        required=False,  # not for --export
     )
-    data.add_argument(
-        "--corpus", help="The corpus (.jsonl with _id, title, text, or .csv); not needed for a BEIR directory."
-    )
-    data.add_argument("--split", help="A BEIR directory's qrels split: label (or export) only its queries.")
     data.add_argument(
         "--output", required=True, help="The labels log (JSONL, append-only); an existing one is resumed."
     )

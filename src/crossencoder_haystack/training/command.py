@@ -6,7 +6,7 @@
 import argparse
 import dataclasses
 
-from crossencoder_haystack.cli_arguments import add_command, add_verbose_argument, options_of
+from crossencoder_haystack.cli_arguments import add_collection_arguments, add_command, add_verbose_argument, options_of
 from crossencoder_haystack.distributed.options import add_engine_arguments, ray_options
 from crossencoder_haystack.training.base_model import HEADS
 from crossencoder_haystack.training.config import TrainConfig
@@ -107,9 +107,14 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 def _register_mine(subparsers: argparse._SubParsersAction) -> None:
     """`rerank mine`."""
     parser = add_command(subparsers, "mine", _mine, _MINE_SUMMARY, _MINE_DESCRIPTION)
-    parser.add_argument("--queries", required=True, help="BEIR directory, or a pairs/triplets/lists data file")
-    parser.add_argument("--corpus", help="corpus JSONL (_id/id, title, text); not needed for a BEIR directory")
-    parser.add_argument("--split", default="train", help="BEIR qrels split")
+    add_collection_arguments(
+        parser,
+        "--queries",
+        help="BEIR directory, or a pairs/triplets/lists data file",
+        corpus_help="corpus JSONL (_id/id, title, text); not needed for a BEIR directory",
+        split_help="BEIR qrels split",
+        split_default="train",
+    )
     parser.add_argument("--output", required=True, help="output JSONL")
     parser.add_argument("--format", dest="output_format", choices=["pairs", "triplets", "lists"], default="triplets")
     parser.add_argument(

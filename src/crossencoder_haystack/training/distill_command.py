@@ -2,7 +2,13 @@
 
 import argparse
 
-from crossencoder_haystack.cli_arguments import add_command, add_scoring_arguments, add_verbose_argument, options_of
+from crossencoder_haystack.cli_arguments import (
+    add_collection_arguments,
+    add_command,
+    add_scoring_arguments,
+    add_verbose_argument,
+    options_of,
+)
 from crossencoder_haystack.training.mining import RETRIEVERS
 
 _DISTILL_SUMMARY = "Train a small, fast student reranker that reproduces a teacher's scores on your own data."
@@ -44,14 +50,15 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     """Add the `distill` sub-command."""
     parser = add_command(subparsers, "distill", _distill, _DISTILL_SUMMARY, _DISTILL_DESCRIPTION)
     parser.add_argument("--teacher", required=True, help="the teacher reranker directory (e.g. from rerank train)")
-    parser.add_argument(
+    add_collection_arguments(
+        parser,
         "--queries",
-        required=True,
         help="a BEIR directory (its --split queries), a pairs/triplets/lists file, a queries.jsonl or a .txt of "
         "queries, one per line",
+        corpus_help="corpus .jsonl (_id, title, text) or .csv; a BEIR directory has its own",
+        split_help="BEIR split of --queries (keep test queries out)",
+        split_default="train",
     )
-    parser.add_argument("--corpus", help="corpus .jsonl (_id, title, text) or .csv; a BEIR directory has its own")
-    parser.add_argument("--split", default="train", help="BEIR split of --queries (keep test queries out)")
     parser.add_argument("--output", required=True, help="directory to save the student into")
     parser.add_argument("--layers", type=int, default=3, help="transformer layers the student keeps (2, 3, 4)")
     parser.add_argument("--student-base", help="start from this model instead of the teacher's layers")
