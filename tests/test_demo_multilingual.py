@@ -119,6 +119,7 @@ def test_a_second_run_reuses_the_starter_model_and_the_cv_embeddings(multilingua
     assert "loaded from the cache" in console.export_text()
 
 
+@pytest.mark.integration  # embeds the query with the real MiniLM (unless an earlier test cached it)
 def test_minilm_can_still_be_asked_for_with_the_extra_installed(multilingual_extra, tmp_path, tiny_model_path):
     from rich.console import Console
 
