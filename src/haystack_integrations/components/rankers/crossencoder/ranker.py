@@ -24,6 +24,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.aggregation i
     aggregate_scores,
     validate_aggregation,
 )
+from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
 from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
 from haystack_integrations.components.rankers.crossencoder._engine.precision import check_precision
 from haystack_integrations.components.rankers.crossencoder._engine.scoring import PairScorer, load_pair_scorer
@@ -864,12 +865,8 @@ def _check_query_and_documents(query: Any, documents: Any) -> None:
 
 
 def _check_truncation(truncation: Any) -> None:
-    if truncation not in TRUNCATIONS:
-        msg = (
-            f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}. Pass "
-            "'query_window' to keep the part of a long document that matches the query."
-        )
-        raise ValueError(msg)
+    hint = "Pass 'query_window' to keep the part of a long document that matches the query."
+    check_choice("truncation", truncation, TRUNCATIONS, hint=hint)
 
 
 def _activation_of(scale_score: bool) -> str:

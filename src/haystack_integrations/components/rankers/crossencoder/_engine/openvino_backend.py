@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
+
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
@@ -35,9 +37,7 @@ def openvino_config(precision: str = "fp32", num_threads: int | None = None) -> 
     :param num_threads: `INFERENCE_NUM_THREADS`; `None` lets OpenVINO use every core.
     :raises ValueError: If `precision` is not one of `OPENVINO_PRECISIONS`.
     """
-    if precision not in OPENVINO_PRECISIONS:
-        msg = f"precision must be one of {', '.join(map(repr, OPENVINO_PRECISIONS))}, got {precision!r}."
-        raise ValueError(msg)
+    check_choice("precision", precision, OPENVINO_PRECISIONS)
     ov = _import_openvino()
     import openvino.properties as properties
     import openvino.properties.hint as hints

@@ -28,6 +28,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.activations i
     activation_from_torch_module,
 )
 from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
 from haystack_integrations.components.rankers.crossencoder._engine.manifest import find_exported_model, read_manifest
 from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
@@ -279,12 +280,8 @@ def load_pair_scorer(
 
 
 def _check_scorer_arguments(backend: str, truncation: str, precision: str | None, device: str) -> None:
-    if backend not in BACKENDS:
-        msg = f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}."
-        raise ValueError(msg)
-    if truncation not in TRUNCATIONS:
-        msg = f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}."
-        raise ValueError(msg)
+    check_choice("backend", backend, BACKENDS)
+    check_choice("truncation", truncation, TRUNCATIONS)
     if precision is not None:
         check_precision(precision, backend=backend, device=device)
 
