@@ -302,19 +302,11 @@ def _load_bi_encoder_scorer(model: str, settings: ScorerSettings) -> tuple[PairS
         load_bi_encoder,
     )
 
-    if settings.num_threads is not None:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
     encoder = load_bi_encoder(
         Path(model).expanduser(),
-        device=settings.device,
-        max_length=settings.max_length,
-        trust_remote_code=settings.trust_remote_code,
-        model_kwargs=settings.model_kwargs,
         tokenizer_kwargs=settings.tokenizer_kwargs,
-        config_kwargs=settings.config_kwargs,
         precision=_torch_target_precision(settings.precision, settings.device, settings.model_kwargs),
+        **_torch_loader_arguments(settings),
     )
     used = _log_torch_precision(model, encoder, settings)
     directory = Path(model).expanduser()
@@ -328,20 +320,12 @@ def _load_bi_encoder_scorer(model: str, settings: ScorerSettings) -> tuple[PairS
 
 
 def _load_torch_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer, str]:
-    if settings.num_threads is not None:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
     target = _torch_target_precision(settings.precision, settings.device, settings.model_kwargs)
     cross_encoder = load_cross_encoder(
         model,
-        device=settings.device,
         token=settings.token,
-        trust_remote_code=settings.trust_remote_code,
-        model_kwargs=settings.model_kwargs,
         processor_kwargs=settings.tokenizer_kwargs,
-        config_kwargs=settings.config_kwargs,
-        max_length=settings.max_length,
+        **_torch_loader_arguments(settings),
     )
     if cross_encoder.num_labels != 1:
         msg = (
@@ -374,6 +358,24 @@ def _load_torch_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer
         )
         return PredictPairScorer(cross_encoder, batch_size=settings.batch_size), identity
     return scorer, identity
+
+
+def _torch_loader_arguments(settings: ScorerSettings) -> dict[str, Any]:
+    """
+    The arguments both torch loaders (`load_cross_encoder`, `load_bi_encoder`) take from the settings as they are.
+    Sets the settings' thread count first, if any (`torch.set_num_threads`: process-global).
+    """
+    if settings.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.num_threads)
+    return {
+        "device": settings.device,
+        "max_length": settings.max_length,
+        "trust_remote_code": settings.trust_remote_code,
+        "model_kwargs": settings.model_kwargs,
+        "config_kwargs": settings.config_kwargs,
+    }
 
 
 def _torch_target_precision(precision: str | None, device: str, model_kwargs: dict[str, Any] | None) -> str | None:
