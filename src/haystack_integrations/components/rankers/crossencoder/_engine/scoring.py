@@ -27,7 +27,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.activations i
     ACTIVATIONS,
     activation_from_torch_module,
 )
-from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.batching import BatchedForward, pad_batch
 from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
 from haystack_integrations.components.rankers.crossencoder._engine.manifest import find_exported_model, read_manifest
 from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
@@ -56,7 +56,7 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-class TokenizedPairScorer(ManyRequestScorer):
+class TokenizedPairScorer(ManyRequestScorer, BatchedForward):
     """
     Scores (query, text) pairs with any backend's forward pass: query tokenized once, length-sorted batches.
 
@@ -84,14 +84,11 @@ class TokenizedPairScorer(ManyRequestScorer):
         max_tokens_per_batch: int | None = None,
         truncation: str = "longest_first",
     ) -> None:
-        self.forward = forward
-        self.tokenizer = tokenizer
+        super().__init__(forward, tokenizer, max_tokens_per_batch)
         self.max_length = int(max_length)
         self.declared_activation = declared_activation
         self.batch_size = batch_size
-        self.max_tokens_per_batch = max_tokens_per_batch
         self.encoder = PairEncoder(tokenizer, self.max_length, truncation=truncation)
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
 
     def logits_many(
@@ -112,13 +109,10 @@ class TokenizedPairScorer(ManyRequestScorer):
     def _score_into(
         self, result: np.ndarray, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool
     ) -> None:
-        from tqdm.auto import tqdm
-
         with self._lock:
             pairs = [pair for query, texts in requests if texts for pair in self.encoder.encode(query, texts)]
-            batches = plan_batches([len(pair.input_ids) for pair in pairs], self.batch_size, self.max_tokens_per_batch)
-            for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not show_progress_bar):
-                output = self.forward(pad_batch([pairs[i] for i in batch], self.pad_token_id))
+            outputs = self.forward_batches(pairs, self.batch_size, desc="Scoring", show_progress_bar=show_progress_bar)
+            for batch, output in outputs:
                 if output.ndim != 2 or output.shape[1] != 1:
                     msg = (
                         f"The model returns {tuple(output.shape)[1:]} outputs per pair; a reranker needs a "
