@@ -6,7 +6,6 @@ import threading
 import unicodedata
 import warnings
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,6 +85,7 @@ class _RunParameters:
     scale: float
     first_stage_weight: float | None
     fusion: str | None
+    split_long_documents: bool
 
 
 @component
@@ -535,22 +535,12 @@ class CrossEncoderRanker:
         :raises ValueError:
             If `query` is empty or a run-time parameter is out of range.
         """
-        return {
-            "documents": self.run_batch(
-                queries=[query],
-                documents=[documents],
-                top_k=top_k,
-                score_threshold=score_threshold,
-                activation=activation,
-                scale=scale,
-                scale_score=scale_score,
-                first_stage_weight=first_stage_weight,
-                fusion=fusion,
-                split_long_documents=split_long_documents,
-            )["documents"][0]
-        }
+        _check_query_and_documents(query, documents)
+        parameters = self._resolve_run_parameters(
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion, split_long_documents
+        )
+        return {"documents": self._rank_queries([query], [documents], parameters)[0]}
 
-    # About 80 lines: the signature and the docstring of its ten per-call parameters; the body is a few steps.
     def run_batch(
         self,
         *,
@@ -604,34 +594,9 @@ class CrossEncoderRanker:
         """
         _check_queries_and_document_lists(queries, documents)
         parameters = self._resolve_run_parameters(
-            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion, split_long_documents
         )
-        if not any(split_long_documents is value for value in (None, False, True)):
-            msg = f"split_long_documents must be None, False or True, got {split_long_documents!r}."
-            raise ValueError(msg)
-        split = self.split_long_documents if split_long_documents is None else split_long_documents
-        if not queries:
-            return {"documents": []}
-        if any(documents):
-            self.warm_up()
-        parameters = self._complete_run_parameters(parameters)
-        assert parameters.activation is not None  # completed above
-
-        prepared = [
-            self._scoring_units(query, _deduplicate(docs)) if docs and split else (_deduplicate(docs), None)
-            for query, docs in zip(queries, documents, strict=True)
-        ]
-        scored_per_query = self._score_units(
-            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)],
-            parameters.activation,
-            parameters.scale,
-        )
-        return {
-            "documents": [
-                self._rank(scored, units, parents, parameters)
-                for scored, (units, parents) in zip(scored_per_query, prepared, strict=True)
-            ]
-        }
+        return {"documents": self._rank_queries(queries, documents, parameters)}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -679,23 +644,14 @@ class CrossEncoderRanker:
         :raises ValueError:
             If `query` is empty or a run-time parameter is out of range.
         """
-        # Checked here too, so that a bad argument fails in the caller's task rather than in the worker thread.
-        self._resolve_run_parameters(top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion)
-        loop = asyncio.get_running_loop()
-        call = partial(
-            self.run,
-            query=query,
-            documents=documents,
-            top_k=top_k,
-            score_threshold=score_threshold,
-            activation=activation,
-            scale=scale,
-            scale_score=scale_score,
-            first_stage_weight=first_stage_weight,
-            fusion=fusion,
-            split_long_documents=split_long_documents,
+        # Checked here, so that a bad argument fails in the caller's task; only the model work goes to a thread.
+        parameters = self._resolve_run_parameters(
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion, split_long_documents
         )
-        return await loop.run_in_executor(None, call)
+        _check_query_and_documents(query, documents)
+        loop = asyncio.get_running_loop()
+        ranked = await loop.run_in_executor(None, self._rank_queries, [query], [documents], parameters)
+        return {"documents": ranked[0]}
 
     def _resolve_run_parameters(
         self,
@@ -706,8 +662,9 @@ class CrossEncoderRanker:
         scale_score: bool | None,
         first_stage_weight: float | None,
         fusion: str | None,
+        split_long_documents: bool | None,
     ) -> _RunParameters:
-        """Checks the run-time values and lets them override the init values."""
+        """Checks the run-time values of `run`, `run_batch` and `run_async` and lets them override the init values."""
         if top_k is not None:
             top_k = _check_top_k(top_k)
         _check_score_threshold(score_threshold)
@@ -724,6 +681,9 @@ class CrossEncoderRanker:
             first_stage_weight = validate_first_stage_weight(first_stage_weight)
         if fusion is not None:
             validate_fusion(fusion)
+        if not any(split_long_documents is value for value in (None, False, True)):
+            msg = f"split_long_documents must be None, False or True, got {split_long_documents!r}."
+            raise ValueError(msg)
         return _RunParameters(
             top_k=self.top_k if top_k is None else top_k,
             score_threshold=self.score_threshold if score_threshold is None else score_threshold,
@@ -731,7 +691,34 @@ class CrossEncoderRanker:
             scale=self.scale if scale is None else validate_scale(scale),
             first_stage_weight=self.first_stage_weight if first_stage_weight is None else first_stage_weight,
             fusion=self.fusion if fusion is None else fusion,
+            split_long_documents=self.split_long_documents if split_long_documents is None else split_long_documents,
         )
+
+    def _rank_queries(
+        self, queries: list[str], documents: list[list[Document]], parameters: _RunParameters
+    ) -> list[list[Document]]:
+        """Each query's ranked documents, the pairs of all queries scored in shared batches (arguments checked)."""
+        if not queries:
+            return []
+        if any(documents):
+            self.warm_up()
+        parameters = self._complete_run_parameters(parameters)
+        assert parameters.activation is not None  # completed above
+
+        split = parameters.split_long_documents
+        prepared = [
+            self._scoring_units(query, _deduplicate(docs)) if docs and split else (_deduplicate(docs), None)
+            for query, docs in zip(queries, documents, strict=True)
+        ]
+        scored_per_query = self._score_units(
+            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)],
+            parameters.activation,
+            parameters.scale,
+        )
+        return [
+            self._rank(scored, units, parents, parameters)
+            for scored, (units, parents) in zip(scored_per_query, prepared, strict=True)
+        ]
 
     def _complete_run_parameters(self, parameters: _RunParameters) -> _RunParameters:
         """Fills what the caller left open with what the model declares (known after `warm_up`), else defaults."""
