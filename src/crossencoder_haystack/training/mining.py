@@ -29,7 +29,7 @@ from haystack import logging
 from crossencoder_haystack.data import available_splits, read_qrels, read_queries
 from crossencoder_haystack.data import read_corpus as read_corpus_documents
 from crossencoder_haystack.training.data import TrainingData, load_training_data, write_jsonl
-from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 
 Retriever = Literal["hybrid", "embedding", "bm25"]
 RETRIEVERS: tuple[str, ...] = ("hybrid", "embedding", "bm25")

@@ -13,13 +13,16 @@ fusion with the first stage apply to the merged list, exactly as `CrossEncoderRa
 
 import asyncio
 import math
-import numbers
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypedDict
 
 from haystack import Document, component
 
 from haystack_integrations.components.preprocessors.crossencoder import is_passage
+from haystack_integrations.components.rankers.crossencoder._engine.checks import (
+    check_positive_int,
+    check_score_threshold,
+)
 from haystack_integrations.components.rankers.crossencoder._nested import wrapper_from_dict, wrapper_to_dict
 from haystack_integrations.components.rankers.crossencoder.fusion import (
     FusionMethod,
@@ -326,19 +329,12 @@ def _first_not_none(*values: Any) -> Any:
 
 
 def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        msg = f"{name} must be a positive int, got {value!r}. Pass e.g. {name}=20."
-        raise ValueError(msg)
-    return int(value)
+    return check_positive_int(name, value, f"Pass e.g. {name}=20.")
 
 
 def _check_threshold(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        msg = f"score_threshold must be a real number or None (no threshold), got {value!r}."
-        raise ValueError(msg)
-    return float(value)
+    check_score_threshold(value)
+    return None if value is None else float(value)
 
 
 def _every_candidate_scored(ranker: CrossEncoderRanker, query: str, documents: list[Document]) -> list[Document]:

@@ -1,6 +1,5 @@
 import asyncio
 import copy
-import math
 import numbers
 import threading
 import unicodedata
@@ -23,7 +22,11 @@ from haystack_integrations.components.rankers.crossencoder._engine.aggregation i
     aggregate_scores,
     validate_aggregation,
 )
-from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
+from haystack_integrations.components.rankers.crossencoder._engine.checks import (
+    check_choice,
+    check_positive_int,
+    check_score_threshold,
+)
 from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
 from haystack_integrations.components.rankers.crossencoder._engine.precision import check_precision
 from haystack_integrations.components.rankers.crossencoder._engine.scoring import PairScorer, load_pair_scorer
@@ -861,10 +864,7 @@ def _activation_of(scale_score: bool) -> str:
 
 
 def _check_top_k(top_k: Any) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0:
-        msg = f"top_k must be a positive int, got {top_k!r}. Pass the number of documents to return, e.g. top_k=10."
-        raise ValueError(msg)
-    return int(top_k)
+    return check_positive_int("top_k", top_k, "Pass the number of documents to return, e.g. top_k=10.")
 
 
 def _check_int(name: str, value: Any, minimum: int, none: str | None = None, hint: str = "") -> Any:
@@ -941,18 +941,7 @@ def _overlap_tokens(overlap_tokens: Any, passage_overlap_tokens: Any) -> int:
 
 
 def _check_score_threshold(score_threshold: Any) -> None:
-    if score_threshold is None:
-        return
-    if (
-        isinstance(score_threshold, bool)
-        or not isinstance(score_threshold, numbers.Real)
-        or math.isnan(score_threshold)
-    ):
-        msg = (
-            f"score_threshold must be a real number or None (no threshold), got {score_threshold!r}. "
-            "Pass e.g. score_threshold=0.5 with the sigmoid activation."
-        )
-        raise ValueError(msg)
+    check_score_threshold(score_threshold, hint="Pass e.g. score_threshold=0.5 with the sigmoid activation.")
 
 
 def _has_text(text: str) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 
 Activation = Literal["sigmoid", "identity", "tanh"]
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "identity", "tanh")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from haystack_integrations.components.rankers.crossencoder._engine.backend_imports import import_backend_library
-from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 

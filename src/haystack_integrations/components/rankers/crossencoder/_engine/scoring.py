@@ -28,7 +28,7 @@ from haystack_integrations.components.rankers.crossencoder._engine.activations i
     activation_from_torch_module,
 )
 from haystack_integrations.components.rankers.crossencoder._engine.batching import BatchedForward, pad_batch
-from haystack_integrations.components.rankers.crossencoder._engine.choices import check_choice
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 from haystack_integrations.components.rankers.crossencoder._engine.manifest import find_exported_model, read_manifest
 from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
