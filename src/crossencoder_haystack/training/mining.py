@@ -29,6 +29,7 @@ from haystack import logging
 from crossencoder_haystack.data import available_splits, read_qrels, read_queries
 from crossencoder_haystack.data import read_corpus as read_corpus_documents
 from crossencoder_haystack.training.data import TrainingData, load_training_data, write_jsonl
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 
 Retriever = Literal["hybrid", "embedding", "bm25"]
 RETRIEVERS: tuple[str, ...] = ("hybrid", "embedding", "bm25")
@@ -221,12 +222,8 @@ def _check_arguments(
     if output_format not in ("pairs", "triplets", "lists"):
         msg = f"output_format must be 'pairs', 'triplets' or 'lists', got {output_format!r}."
         raise ValueError(msg)
-    if retriever not in RETRIEVERS:
-        msg = f"retriever must be one of {', '.join(map(repr, RETRIEVERS))}, got {retriever!r}."
-        raise ValueError(msg)
-    if sample not in SAMPLES:
-        msg = f"sample must be one of {', '.join(map(repr, SAMPLES))}, got {sample!r}."
-        raise ValueError(msg)
+    check_choice("retriever", retriever, RETRIEVERS)
+    check_choice("sample", sample, SAMPLES)
     if relative_margin is not None and not 0 <= relative_margin < 1:
         msg = f"relative_margin must be in [0, 1) (e.g. 0.05) or None, got {relative_margin!r}."
         raise ValueError(msg)

@@ -13,20 +13,20 @@ fusion with the first stage apply to the merged list, exactly as `CrossEncoderRa
 
 import asyncio
 import math
-import numbers
 from dataclasses import dataclass, replace
-from functools import partial
-from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from haystack import Document, component
 
 from haystack_integrations.components.preprocessors.crossencoder import is_passage
+from haystack_integrations.components.rankers.crossencoder._engine.checks import (
+    check_positive_int,
+    check_score_threshold,
+)
 from haystack_integrations.components.rankers.crossencoder._nested import wrapper_from_dict, wrapper_to_dict
 from haystack_integrations.components.rankers.crossencoder.fusion import (
     FusionMethod,
     fuse_scores,
-    read_fusion_defaults,
     validate_first_stage_weight,
     validate_fusion,
 )
@@ -216,19 +216,7 @@ class CascadeRanker:
             If `query` is empty or a run-time parameter is out of range.
         """
         settings = self._settings(top_k, score_threshold, cascade_keep, first_stage_weight, fusion)
-        if not documents:
-            return {"documents": self.teacher.run(query=query, documents=documents)["documents"]}
-        if settings.cascade_keep >= len(_result_ids(documents, self.teacher.return_passages)):
-            ranked = self.teacher.run(
-                query=query,
-                documents=documents,
-                top_k=settings.top_k,
-                score_threshold=settings.score_threshold,
-                first_stage_weight=settings.first_stage_weight,
-                fusion=settings.fusion,
-            )["documents"]
-            return {"documents": [_with_stage(document, TEACHER) for document in ranked]}
-        return {"documents": self._cascade(query, documents, settings)}
+        return {"documents": self._ranked(query, documents, settings)}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -263,18 +251,10 @@ class CascadeRanker:
         :returns:
             A dictionary with `documents`, as `run` returns it.
         """
-        self._settings(top_k, score_threshold, cascade_keep, first_stage_weight, fusion)  # fail in the caller's task
-        call = partial(
-            self.run,
-            query=query,
-            documents=documents,
-            top_k=top_k,
-            score_threshold=score_threshold,
-            cascade_keep=cascade_keep,
-            first_stage_weight=first_stage_weight,
-            fusion=fusion,
-        )
-        return await asyncio.get_running_loop().run_in_executor(None, call)
+        # Checked here, so that a bad argument fails in the caller's task; only the model work goes to a thread.
+        settings = self._settings(top_k, score_threshold, cascade_keep, first_stage_weight, fusion)
+        ranked = await asyncio.get_running_loop().run_in_executor(None, self._ranked, query, documents, settings)
+        return {"documents": ranked}
 
     def _settings(
         self,
@@ -298,25 +278,29 @@ class CascadeRanker:
             fusion=self.fusion if fusion is None else fusion,
         )
 
+    def _ranked(self, query: str, documents: list[Document], settings: _Settings) -> list[Document]:
+        """One call's result, its settings checked: the teacher's alone when it re-scores every candidate anyway."""
+        if not documents:
+            return self.teacher.run(query=query, documents=documents)["documents"]
+        if settings.cascade_keep >= len(_result_ids(documents, self.teacher.return_passages)):
+            ranked = self.teacher.run(
+                query=query,
+                documents=documents,
+                top_k=settings.top_k,
+                score_threshold=settings.score_threshold,
+                first_stage_weight=settings.first_stage_weight,
+                fusion=settings.fusion,
+            )["documents"]
+            return [_with_stage(document, TEACHER) for document in ranked]
+        return self._cascade(query, documents, settings)
+
     def _cascade(self, query: str, documents: list[Document], settings: _Settings) -> list[Document]:
         """The student ranks everything, the teacher re-ranks the head; merge, fuse, threshold and cut."""
-        # Both stages return every candidate with the model's own score: no fusion, no threshold, no cut here.
-        student_ranked = self.student.run(
-            query=query,
-            documents=documents,
-            top_k=len(documents),
-            first_stage_weight=0.0,
-            **_no_threshold(self.student),
-        )["documents"]
+        student_ranked = _every_candidate_scored(self.student, query, documents)
         head, tail = student_ranked[: settings.cascade_keep], student_ranked[settings.cascade_keep :]
-        teacher_input = _head_documents(documents, head, self.teacher.return_passages)
-        teacher_ranked = self.teacher.run(
-            query=query,
-            documents=teacher_input,
-            top_k=len(teacher_input),
-            first_stage_weight=0.0,
-            **_no_threshold(self.teacher),
-        )["documents"]
+        teacher_ranked = _every_candidate_scored(
+            self.teacher, query, _head_documents(documents, head, self.teacher.return_passages)
+        )
         merged = _merge(teacher_ranked, tail)
         weight, fusion = self._fusion(settings)
         if weight:
@@ -328,10 +312,7 @@ class CascadeRanker:
     def _fusion(self, settings: _Settings) -> tuple[float, str]:
         """The first-stage weight and normalisation: the call's or the cascade's, else the teacher's."""
         if self._teacher_fusion is None:
-            declared: dict[str, Any] = {}
-            directory = Path(self.teacher.model).expanduser()
-            if directory.is_dir() and (self.teacher.first_stage_weight is None or self.teacher.fusion is None):
-                declared = read_fusion_defaults(directory)
+            declared = self.teacher._read_model_fusion()  # what the teacher's model directory declares, if needed
             self._teacher_fusion = {
                 "first_stage_weight": _first_not_none(
                     self.teacher.first_stage_weight, declared.get("first_stage_weight"), 0.0
@@ -348,19 +329,23 @@ def _first_not_none(*values: Any) -> Any:
 
 
 def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        msg = f"{name} must be a positive int, got {value!r}. Pass e.g. {name}=20."
-        raise ValueError(msg)
-    return int(value)
+    return check_positive_int(name, value, f"Pass e.g. {name}=20.")
 
 
 def _check_threshold(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        msg = f"score_threshold must be a real number or None (no threshold), got {value!r}."
-        raise ValueError(msg)
-    return float(value)
+    check_score_threshold(value)
+    return None if value is None else float(value)
+
+
+def _every_candidate_scored(ranker: CrossEncoderRanker, query: str, documents: list[Document]) -> list[Document]:
+    """A stage's ranking of every candidate with the model's own score: no fusion, no threshold, no cut here."""
+    return ranker.run(
+        query=query,
+        documents=documents,
+        top_k=len(documents),
+        first_stage_weight=0.0,
+        **_no_threshold(ranker),
+    )["documents"]
 
 
 def _no_threshold(ranker: CrossEncoderRanker) -> _ThresholdArgument:

@@ -1,12 +1,10 @@
 import asyncio
 import copy
-import math
 import numbers
 import threading
 import unicodedata
 import warnings
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +21,11 @@ from haystack_integrations.components.rankers.crossencoder._engine.activations i
 from haystack_integrations.components.rankers.crossencoder._engine.aggregation import (
     aggregate_scores,
     validate_aggregation,
+)
+from haystack_integrations.components.rankers.crossencoder._engine.checks import (
+    check_choice,
+    check_positive_int,
+    check_score_threshold,
 )
 from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS
 from haystack_integrations.components.rankers.crossencoder._engine.precision import check_precision
@@ -85,6 +88,7 @@ class _RunParameters:
     scale: float
     first_stage_weight: float | None
     fusion: str | None
+    split_long_documents: bool
 
 
 @component
@@ -534,22 +538,12 @@ class CrossEncoderRanker:
         :raises ValueError:
             If `query` is empty or a run-time parameter is out of range.
         """
-        return {
-            "documents": self.run_batch(
-                queries=[query],
-                documents=[documents],
-                top_k=top_k,
-                score_threshold=score_threshold,
-                activation=activation,
-                scale=scale,
-                scale_score=scale_score,
-                first_stage_weight=first_stage_weight,
-                fusion=fusion,
-                split_long_documents=split_long_documents,
-            )["documents"][0]
-        }
+        _check_query_and_documents(query, documents)
+        parameters = self._resolve_run_parameters(
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion, split_long_documents
+        )
+        return {"documents": self._rank_queries([query], [documents], parameters)[0]}
 
-    # About 80 lines: the signature and the docstring of its ten per-call parameters; the body is a few steps.
     def run_batch(
         self,
         *,
@@ -603,34 +597,9 @@ class CrossEncoderRanker:
         """
         _check_queries_and_document_lists(queries, documents)
         parameters = self._resolve_run_parameters(
-            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion, split_long_documents
         )
-        if not any(split_long_documents is value for value in (None, False, True)):
-            msg = f"split_long_documents must be None, False or True, got {split_long_documents!r}."
-            raise ValueError(msg)
-        split = self.split_long_documents if split_long_documents is None else split_long_documents
-        if not queries:
-            return {"documents": []}
-        if any(documents):
-            self.warm_up()
-        parameters = self._complete_run_parameters(parameters)
-        assert parameters.activation is not None  # completed above
-
-        prepared = [
-            self._scoring_units(query, _deduplicate(docs)) if docs and split else (_deduplicate(docs), None)
-            for query, docs in zip(queries, documents, strict=True)
-        ]
-        scored_per_query = self._score_units(
-            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)],
-            parameters.activation,
-            parameters.scale,
-        )
-        return {
-            "documents": [
-                self._rank(scored, units, parents, parameters)
-                for scored, (units, parents) in zip(scored_per_query, prepared, strict=True)
-            ]
-        }
+        return {"documents": self._rank_queries(queries, documents, parameters)}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -678,23 +647,14 @@ class CrossEncoderRanker:
         :raises ValueError:
             If `query` is empty or a run-time parameter is out of range.
         """
-        # Checked here too, so that a bad argument fails in the caller's task rather than in the worker thread.
-        self._resolve_run_parameters(top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion)
-        loop = asyncio.get_running_loop()
-        call = partial(
-            self.run,
-            query=query,
-            documents=documents,
-            top_k=top_k,
-            score_threshold=score_threshold,
-            activation=activation,
-            scale=scale,
-            scale_score=scale_score,
-            first_stage_weight=first_stage_weight,
-            fusion=fusion,
-            split_long_documents=split_long_documents,
+        # Checked here, so that a bad argument fails in the caller's task; only the model work goes to a thread.
+        parameters = self._resolve_run_parameters(
+            top_k, score_threshold, activation, scale, scale_score, first_stage_weight, fusion, split_long_documents
         )
-        return await loop.run_in_executor(None, call)
+        _check_query_and_documents(query, documents)
+        loop = asyncio.get_running_loop()
+        ranked = await loop.run_in_executor(None, self._rank_queries, [query], [documents], parameters)
+        return {"documents": ranked[0]}
 
     def _resolve_run_parameters(
         self,
@@ -705,8 +665,9 @@ class CrossEncoderRanker:
         scale_score: bool | None,
         first_stage_weight: float | None,
         fusion: str | None,
+        split_long_documents: bool | None,
     ) -> _RunParameters:
-        """Checks the run-time values and lets them override the init values."""
+        """Checks the run-time values of `run`, `run_batch` and `run_async` and lets them override the init values."""
         if top_k is not None:
             top_k = _check_top_k(top_k)
         _check_score_threshold(score_threshold)
@@ -723,6 +684,9 @@ class CrossEncoderRanker:
             first_stage_weight = validate_first_stage_weight(first_stage_weight)
         if fusion is not None:
             validate_fusion(fusion)
+        if not any(split_long_documents is value for value in (None, False, True)):
+            msg = f"split_long_documents must be None, False or True, got {split_long_documents!r}."
+            raise ValueError(msg)
         return _RunParameters(
             top_k=self.top_k if top_k is None else top_k,
             score_threshold=self.score_threshold if score_threshold is None else score_threshold,
@@ -730,7 +694,34 @@ class CrossEncoderRanker:
             scale=self.scale if scale is None else validate_scale(scale),
             first_stage_weight=self.first_stage_weight if first_stage_weight is None else first_stage_weight,
             fusion=self.fusion if fusion is None else fusion,
+            split_long_documents=self.split_long_documents if split_long_documents is None else split_long_documents,
         )
+
+    def _rank_queries(
+        self, queries: list[str], documents: list[list[Document]], parameters: _RunParameters
+    ) -> list[list[Document]]:
+        """Each query's ranked documents, the pairs of all queries scored in shared batches (arguments checked)."""
+        if not queries:
+            return []
+        if any(documents):
+            self.warm_up()
+        parameters = self._complete_run_parameters(parameters)
+        assert parameters.activation is not None  # completed above
+
+        split = parameters.split_long_documents
+        prepared = [
+            self._scoring_units(query, _deduplicate(docs)) if docs and split else (_deduplicate(docs), None)
+            for query, docs in zip(queries, documents, strict=True)
+        ]
+        scored_per_query = self._score_units(
+            [(query, units) for query, (units, _) in zip(queries, prepared, strict=True)],
+            parameters.activation,
+            parameters.scale,
+        )
+        return [
+            self._rank(scored, units, parents, parameters)
+            for scored, (units, parents) in zip(scored_per_query, prepared, strict=True)
+        ]
 
     def _complete_run_parameters(self, parameters: _RunParameters) -> _RunParameters:
         """Fills what the caller left open with what the model declares (known after `warm_up`), else defaults."""
@@ -864,12 +855,8 @@ def _check_query_and_documents(query: Any, documents: Any) -> None:
 
 
 def _check_truncation(truncation: Any) -> None:
-    if truncation not in TRUNCATIONS:
-        msg = (
-            f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}. Pass "
-            "'query_window' to keep the part of a long document that matches the query."
-        )
-        raise ValueError(msg)
+    hint = "Pass 'query_window' to keep the part of a long document that matches the query."
+    check_choice("truncation", truncation, TRUNCATIONS, hint=hint)
 
 
 def _activation_of(scale_score: bool) -> str:
@@ -877,10 +864,7 @@ def _activation_of(scale_score: bool) -> str:
 
 
 def _check_top_k(top_k: Any) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k <= 0:
-        msg = f"top_k must be a positive int, got {top_k!r}. Pass the number of documents to return, e.g. top_k=10."
-        raise ValueError(msg)
-    return int(top_k)
+    return check_positive_int("top_k", top_k, "Pass the number of documents to return, e.g. top_k=10.")
 
 
 def _check_int(name: str, value: Any, minimum: int, none: str | None = None, hint: str = "") -> Any:
@@ -957,18 +941,7 @@ def _overlap_tokens(overlap_tokens: Any, passage_overlap_tokens: Any) -> int:
 
 
 def _check_score_threshold(score_threshold: Any) -> None:
-    if score_threshold is None:
-        return
-    if (
-        isinstance(score_threshold, bool)
-        or not isinstance(score_threshold, numbers.Real)
-        or math.isnan(score_threshold)
-    ):
-        msg = (
-            f"score_threshold must be a real number or None (no threshold), got {score_threshold!r}. "
-            "Pass e.g. score_threshold=0.5 with the sigmoid activation."
-        )
-        raise ValueError(msg)
+    check_score_threshold(score_threshold, hint="Pass e.g. score_threshold=0.5 with the sigmoid activation.")
 
 
 def _has_text(text: str) -> bool:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
+
 Activation = Literal["sigmoid", "identity", "tanh"]
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "identity", "tanh")
 
@@ -28,10 +30,7 @@ TORCH_ACTIVATION_PATHS: dict[str, str] = {
 
 def validate_activation(activation: str, parameter: str = "activation") -> str:
     """Return `activation` if it is known, else raise a ValueError naming the parameter and the choices."""
-    if activation not in ACTIVATIONS:
-        msg = f"{parameter} must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}."
-        raise ValueError(msg)
-    return activation
+    return check_choice(parameter, activation, ACTIVATIONS)
 
 
 def validate_scale(scale: float, parameter: str = "scale") -> float:

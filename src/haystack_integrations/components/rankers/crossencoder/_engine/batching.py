@@ -5,7 +5,8 @@ batch's padding small; a token budget (`max_tokens_per_batch`, padding included)
 in large batches and long ones in small, so the memory and the time per batch stay even.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,3 +54,33 @@ def pad_batch(pairs: Sequence[EncodedPair], pad_token_id: int) -> dict[str, np.n
         attention_mask[row, :n] = 1
         token_type_ids[row, :n] = pair.token_type_ids
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+class BatchedForward:
+    """
+    A backend's forward pass run over encoded inputs the way every scorer runs it: sorted by length, batched by
+    count or by a token budget, padded per batch. The base of the cross-encoder scorer and the exported bi-encoder.
+
+    :param forward: The backend's forward pass: padded `input_ids`, `attention_mask`, `token_type_ids` in, one
+        output row per input out.
+    :param tokenizer: The model's Hugging Face tokenizer (its `pad_token_id` pads; 0 when it declares none).
+    :param max_tokens_per_batch: A token budget per batch (padding included); overrides the batch size.
+    """
+
+    def __init__(
+        self, forward: Callable[[dict[str, np.ndarray]], np.ndarray], tokenizer: Any, max_tokens_per_batch: int | None
+    ) -> None:
+        self.forward = forward
+        self.tokenizer = tokenizer
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def forward_batches(
+        self, inputs: Sequence[EncodedPair], batch_size: int, *, desc: str, show_progress_bar: bool
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Each batch's indices into `inputs` and the forward pass's output for them, longest inputs first."""
+        from tqdm.auto import tqdm
+
+        batches = plan_batches([len(item.input_ids) for item in inputs], batch_size, self.max_tokens_per_batch)
+        for batch in tqdm(batches, desc=desc, unit="batch", disable=not show_progress_bar):
+            yield batch, self.forward(pad_batch([inputs[i] for i in batch], self.pad_token_id))

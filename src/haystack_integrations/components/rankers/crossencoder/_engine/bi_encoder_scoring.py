@@ -31,7 +31,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from haystack_integrations.components.rankers.crossencoder._engine.activations import ACTIVATIONS
-from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.batching import BatchedForward
 from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import EncodedPair
 from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer
 from haystack_integrations.components.rankers.crossencoder._engine.precision import cast_module, module_precision
@@ -192,7 +192,7 @@ class BiEncoderPairScorer(ManyRequestScorer):
         return embeddings
 
 
-class ExportedSentenceEncoder:
+class ExportedSentenceEncoder(BatchedForward):
     """
     A bi-encoder exported by `rerank export` (onnxruntime or OpenVINO): texts in, unit-length embeddings out.
 
@@ -227,12 +227,9 @@ class ExportedSentenceEncoder:
         dimension: int | None = None,
         max_tokens_per_batch: int | None = None,
     ) -> None:
-        self.forward = forward
-        self.tokenizer = tokenizer
+        super().__init__(forward, tokenizer, max_tokens_per_batch)
         self.max_seq_length = int(max_length)
         self.dimension = dimension
-        self.max_tokens_per_batch = max_tokens_per_batch
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def get_embedding_dimension(self) -> int | None:
         """The embedding size, if known."""
@@ -253,8 +250,6 @@ class ExportedSentenceEncoder:
         :raises ValueError: If the model file outputs token embeddings (a sentence-transformers ONNX export without
             pooling) instead of one embedding per text.
         """
-        from tqdm.auto import tqdm
-
         if not texts:
             return np.zeros((0, self.dimension or 0), dtype=np.float32)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)
@@ -262,9 +257,9 @@ class ExportedSentenceEncoder:
         inputs = [EncodedPair(list(ids), list(kinds)) for ids, kinds in zip(encoded["input_ids"], types, strict=True)]
         order: list[int] = []
         outputs: list[np.ndarray] = []
-        batches = plan_batches([len(item.input_ids) for item in inputs], batch_size, self.max_tokens_per_batch)
-        for batch in tqdm(batches, desc="Encoding", unit="batch", disable=not show_progress_bar):
-            output = self.forward(pad_batch([inputs[i] for i in batch], self.pad_token_id))
+        for batch, output in self.forward_batches(
+            inputs, batch_size, desc="Encoding", show_progress_bar=show_progress_bar
+        ):
             if output.ndim != 2:  # (batch, dimension)
                 msg = (
                     f"The exported model returns outputs of shape {tuple(output.shape)}, not one embedding per text "

@@ -11,18 +11,10 @@ So an onnx model computes in the precision it was exported in: float32, or int8 
 """
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as error:
-        msg = "backend='onnx' needs onnxruntime: pip install 'crossencoder-haystack[onnx]'."
-        raise ImportError(msg) from error
-    return onnxruntime
+from haystack_integrations.components.rankers.crossencoder._engine.backend_imports import import_backend_library
 
 
 class OnnxForward:
@@ -35,7 +27,7 @@ class OnnxForward:
     """
 
     def __init__(self, model_file: str | Path, num_threads: int | None = None) -> None:
-        ort = _import_onnxruntime()
+        ort = import_backend_library("onnxruntime", "onnx")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -14,16 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from haystack_integrations.components.rankers.crossencoder._engine.backend_imports import import_backend_library
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
+
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-
-
-def _import_openvino() -> Any:
-    try:
-        import openvino
-    except ImportError as error:
-        msg = "backend='openvino' needs openvino: pip install 'crossencoder-haystack[openvino]'."
-        raise ImportError(msg) from error
-    return openvino
 
 
 def openvino_config(precision: str = "fp32", num_threads: int | None = None) -> dict[str, Any]:
@@ -35,10 +29,8 @@ def openvino_config(precision: str = "fp32", num_threads: int | None = None) -> 
     :param num_threads: `INFERENCE_NUM_THREADS`; `None` lets OpenVINO use every core.
     :raises ValueError: If `precision` is not one of `OPENVINO_PRECISIONS`.
     """
-    if precision not in OPENVINO_PRECISIONS:
-        msg = f"precision must be one of {', '.join(map(repr, OPENVINO_PRECISIONS))}, got {precision!r}."
-        raise ValueError(msg)
-    ov = _import_openvino()
+    check_choice("precision", precision, OPENVINO_PRECISIONS)
+    ov = import_backend_library("openvino", "openvino")
     import openvino.properties as properties
     import openvino.properties.hint as hints
 
@@ -64,7 +56,7 @@ class OpenVinoForward:
 
     def __init__(self, model_file: str | Path, num_threads: int | None = None, precision: str = "fp32") -> None:
         config = openvino_config(precision, num_threads)
-        core = _import_openvino().Core()
+        core = import_backend_library("openvino", "openvino").Core()
         self.model_file = Path(model_file)
         model = core.read_model(str(model_file))
         self.input_names = [port.get_any_name() for port in model.inputs]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 from haystack_integrations.components.rankers.crossencoder._engine.passage_selection import (
     query_token_weights,
     select_passage,
@@ -122,9 +123,7 @@ class PairEncoder:
     def __init__(
         self, tokenizer: Any, max_length: int, truncation: str = "longest_first", lead_tokens: int = 32
     ) -> None:
-        if truncation not in TRUNCATIONS:
-            msg = f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}."
-            raise ValueError(msg)
+        check_choice("truncation", truncation, TRUNCATIONS)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.truncation = truncation

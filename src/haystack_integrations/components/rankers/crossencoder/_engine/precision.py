@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
+
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 REPORTED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
 
@@ -73,9 +75,7 @@ def check_precision(precision: Any, *, backend: str, device: str) -> str:
     :returns: `precision`, unchanged.
     :raises ValueError: Naming `precision` and what to pass instead.
     """
-    if precision not in PRECISIONS:
-        msg = f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}."
-        raise ValueError(msg)
+    check_choice("precision", precision, PRECISIONS)
     allowed = _BACKEND_PRECISIONS.get(backend, PRECISIONS)
     if precision == "int8" and backend == "torch":
         msg = (
@@ -109,9 +109,7 @@ def resolve_precision(
     :param cuda_bf16: Whether the CUDA device multiplies bf16 natively; `None` asks torch (CUDA devices only).
     :raises ValueError: If `precision` is unknown, or `"fp16"` on a CPU.
     """
-    if precision not in PRECISIONS:
-        msg = f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}."
-        raise ValueError(msg)
+    check_choice("precision", precision, PRECISIONS)
     kind = device_type(device)
     if precision == "fp16" and kind == "cpu":
         _raise_fp16_on_cpu()

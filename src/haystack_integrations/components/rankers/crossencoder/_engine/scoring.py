@@ -27,7 +27,8 @@ from haystack_integrations.components.rankers.crossencoder._engine.activations i
     ACTIVATIONS,
     activation_from_torch_module,
 )
-from haystack_integrations.components.rankers.crossencoder._engine.batching import pad_batch, plan_batches
+from haystack_integrations.components.rankers.crossencoder._engine.batching import BatchedForward, pad_batch
+from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 from haystack_integrations.components.rankers.crossencoder._engine.manifest import find_exported_model, read_manifest
 from haystack_integrations.components.rankers.crossencoder._engine.model_loading import (
     ModelNotAvailableError,
@@ -55,7 +56,7 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino")
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-class TokenizedPairScorer(ManyRequestScorer):
+class TokenizedPairScorer(ManyRequestScorer, BatchedForward):
     """
     Scores (query, text) pairs with any backend's forward pass: query tokenized once, length-sorted batches.
 
@@ -83,14 +84,11 @@ class TokenizedPairScorer(ManyRequestScorer):
         max_tokens_per_batch: int | None = None,
         truncation: str = "longest_first",
     ) -> None:
-        self.forward = forward
-        self.tokenizer = tokenizer
+        super().__init__(forward, tokenizer, max_tokens_per_batch)
         self.max_length = int(max_length)
         self.declared_activation = declared_activation
         self.batch_size = batch_size
-        self.max_tokens_per_batch = max_tokens_per_batch
         self.encoder = PairEncoder(tokenizer, self.max_length, truncation=truncation)
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
 
     def logits_many(
@@ -111,13 +109,10 @@ class TokenizedPairScorer(ManyRequestScorer):
     def _score_into(
         self, result: np.ndarray, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool
     ) -> None:
-        from tqdm.auto import tqdm
-
         with self._lock:
             pairs = [pair for query, texts in requests if texts for pair in self.encoder.encode(query, texts)]
-            batches = plan_batches([len(pair.input_ids) for pair in pairs], self.batch_size, self.max_tokens_per_batch)
-            for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not show_progress_bar):
-                output = self.forward(pad_batch([pairs[i] for i in batch], self.pad_token_id))
+            outputs = self.forward_batches(pairs, self.batch_size, desc="Scoring", show_progress_bar=show_progress_bar)
+            for batch, output in outputs:
                 if output.ndim != 2 or output.shape[1] != 1:
                     msg = (
                         f"The model returns {tuple(output.shape)[1:]} outputs per pair; a reranker needs a "
@@ -279,12 +274,8 @@ def load_pair_scorer(
 
 
 def _check_scorer_arguments(backend: str, truncation: str, precision: str | None, device: str) -> None:
-    if backend not in BACKENDS:
-        msg = f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}."
-        raise ValueError(msg)
-    if truncation not in TRUNCATIONS:
-        msg = f"truncation must be one of {', '.join(map(repr, TRUNCATIONS))}, got {truncation!r}."
-        raise ValueError(msg)
+    check_choice("backend", backend, BACKENDS)
+    check_choice("truncation", truncation, TRUNCATIONS)
     if precision is not None:
         check_precision(precision, backend=backend, device=device)
 
@@ -305,19 +296,11 @@ def _load_bi_encoder_scorer(model: str, settings: ScorerSettings) -> tuple[PairS
         load_bi_encoder,
     )
 
-    if settings.num_threads is not None:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
     encoder = load_bi_encoder(
         Path(model).expanduser(),
-        device=settings.device,
-        max_length=settings.max_length,
-        trust_remote_code=settings.trust_remote_code,
-        model_kwargs=settings.model_kwargs,
         tokenizer_kwargs=settings.tokenizer_kwargs,
-        config_kwargs=settings.config_kwargs,
         precision=_torch_target_precision(settings.precision, settings.device, settings.model_kwargs),
+        **_torch_loader_arguments(settings),
     )
     used = _log_torch_precision(model, encoder, settings)
     directory = Path(model).expanduser()
@@ -331,20 +314,12 @@ def _load_bi_encoder_scorer(model: str, settings: ScorerSettings) -> tuple[PairS
 
 
 def _load_torch_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer, str]:
-    if settings.num_threads is not None:
-        import torch
-
-        torch.set_num_threads(settings.num_threads)
     target = _torch_target_precision(settings.precision, settings.device, settings.model_kwargs)
     cross_encoder = load_cross_encoder(
         model,
-        device=settings.device,
         token=settings.token,
-        trust_remote_code=settings.trust_remote_code,
-        model_kwargs=settings.model_kwargs,
         processor_kwargs=settings.tokenizer_kwargs,
-        config_kwargs=settings.config_kwargs,
-        max_length=settings.max_length,
+        **_torch_loader_arguments(settings),
     )
     if cross_encoder.num_labels != 1:
         msg = (
@@ -377,6 +352,24 @@ def _load_torch_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer
         )
         return PredictPairScorer(cross_encoder, batch_size=settings.batch_size), identity
     return scorer, identity
+
+
+def _torch_loader_arguments(settings: ScorerSettings) -> dict[str, Any]:
+    """
+    The arguments both torch loaders (`load_cross_encoder`, `load_bi_encoder`) take from the settings as they are.
+    Sets the settings' thread count first, if any (`torch.set_num_threads`: process-global).
+    """
+    if settings.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.num_threads)
+    return {
+        "device": settings.device,
+        "max_length": settings.max_length,
+        "trust_remote_code": settings.trust_remote_code,
+        "model_kwargs": settings.model_kwargs,
+        "config_kwargs": settings.config_kwargs,
+    }
 
 
 def _torch_target_precision(precision: str | None, device: str, model_kwargs: dict[str, Any] | None) -> str | None:
