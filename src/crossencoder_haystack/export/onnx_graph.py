@@ -286,9 +286,7 @@ def quantize_static_int8(path: Path, batches: list[dict[str, np.ndarray]]) -> Pa
 
 
 def convert_to_openvino(onnx_file: Path, target: Path) -> None:
-    try:
-        import openvino as ov
-    except ImportError as error:
-        msg = "backend='openvino' needs openvino: pip install 'crossencoder-haystack[openvino]'."
-        raise ImportError(msg) from error
+    from haystack_integrations.components.rankers.crossencoder._engine.backend_imports import import_backend_library
+
+    ov = import_backend_library("openvino", "openvino")
     ov.save_model(ov.convert_model(str(onnx_file)), str(target), compress_to_fp16=False)
