@@ -74,6 +74,9 @@ def main() -> None:
     peer_model = _peer_model(args, teacher)
     queries_source = _training_queries(data_dir, args.train_queries, work)
     students = {layers: _distil(args, teacher, layers, queries_source, work) for layers in _ints(args.layers)}
+    if args.distil_only:
+        print(f"Students made (cached under {work}); --distil-only: no timing run.", flush=True)
+        return
     queries, qrels = _test_candidates(data_dir, args.queries, args.docs)
     contenders = _contenders(args, teacher, peer_model, students, environment["precision_auto"])
     environment["load_1min"]["start"] = os.getloadavg()[0]
@@ -111,6 +114,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--pseudo-queries", type=int, default=1000, help="rerank distill --pseudo-queries")
     parser.add_argument("--retriever", default="hybrid", help="rerank distill --retriever")
     parser.add_argument("--redistill", action="store_true", help="distil again even if a student exists")
+    parser.add_argument(
+        "--distil-only",
+        action="store_true",
+        help="make (or reuse) the students and stop: the timed run can then go on another CPU, e.g. an AVX2-only one",
+    )
     parser.add_argument("--queries", type=int, default=300, help="test queries (all 300 by default)")
     parser.add_argument("--docs", type=int, default=100, help="BM25 candidates per test query")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes over the test queries")

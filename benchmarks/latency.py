@@ -396,6 +396,7 @@ def _grid(kind: str, model: Path, work_dir: Path, args, calibration) -> list[Spe
         ours(DEFAULTS, note=f"torch, precision auto -> {resolve_precision('auto', 'cpu')}"),
         ours(FP32, precision="fp32"),
         ours("ours torch bf16", precision="bf16"),
+        ours("ours torch bf16 1 stream", precision="bf16", num_streams=1, note="one batch at a time, 2 threads"),
     ]
     if importlib.util.find_spec("onnxruntime") is not None:
         specs += [
@@ -408,6 +409,13 @@ def _grid(kind: str, model: Path, work_dir: Path, args, calibration) -> list[Spe
         specs += [
             ours("ours openvino fp32", ("openvino", None), backend="openvino", precision="fp32"),
             ours("ours openvino bf16", ("openvino", None), backend="openvino", precision="bf16"),
+            ours(
+                "ours openvino bf16 1 stream",
+                ("openvino", None),
+                backend="openvino",
+                precision="bf16",
+                num_streams=1,
+            ),
             ours("ours openvino int8", ("openvino", "int8-static"), backend="openvino", precision="int8"),
         ]
     else:
@@ -472,6 +480,15 @@ def _variants(model: Path, work_dir: Path, args) -> list[Spec]:
     return [
         ours(f"ours max_length {short}", max_length=short),
         ours(f"ours max_length {short} query_window", window, max_length=short, truncation="query_window"),
+        ours(
+            f"ours openvino bf16 max_length {short} query_window",
+            window,
+            source=lambda: _export(model, work_dir, "openvino", None, [])[0],
+            backend="openvino",
+            precision="bf16",
+            max_length=short,
+            truncation="query_window",
+        ),
         ours(
             f"ours first {layers // 2} of {layers} layers",
             "no re-training",

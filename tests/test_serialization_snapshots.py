@@ -51,6 +51,7 @@ def _ranker_parameters(model: str, **changes) -> dict:
         "num_threads": None,
         "precision": "auto",
         "truncation": "longest_first",
+        "num_streams": None,
     }
     assert set(changes) <= set(parameters)
     return parameters | changes

@@ -173,6 +173,7 @@ class CrossEncoderRanker:
         precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto",
         truncation: Literal["longest_first", "query_window"] = "longest_first",
         passage_overlap_tokens: int | None = None,
+        num_streams: int | None = None,
     ) -> None:
         """
         Creates an instance of CrossEncoderRanker.
@@ -277,6 +278,11 @@ class CrossEncoderRanker:
             How a (query, document) pair longer than `max_length` tokens is cut: `"longest_first"` (default, as
             sentence-transformers does: the document keeps its first tokens) or `"query_window"` (the document
             keeps its opening and the window of its text that matches the query best).
+        :param num_streams:
+            How many batches the torch backend scores at once on a CPU, each on its share of the threads
+            (`num_threads`, or torch's count): small models leave cores idle when one batch is split over all of
+            them. `None` (default) chooses: one stream per thread (up to 4) when the model computes in bf16, one in
+            fp32 and on GPUs. Scores do not depend on it; 1 runs one batch at a time.
         :param passage_overlap_tokens:
             Deprecated: the old name of `overlap_tokens`; still accepted (with a `DeprecationWarning`) and mapped.
         :raises ValueError:
@@ -292,6 +298,7 @@ class CrossEncoderRanker:
             cache_size,
             num_threads,
         )
+        num_streams = _check_int("num_streams", num_streams, minimum=1, none="None (chosen by the precision)")
         first_stage_weight = _checked_ranking_options(score_threshold, first_stage_weight, fusion, backend, truncation)
         _check_activation_options(activation, scale, scale_score)
 
@@ -329,6 +336,7 @@ class CrossEncoderRanker:
         self.max_tokens_per_batch = max_tokens_per_batch
         self.cache_size = cache_size
         self.num_threads = num_threads
+        self.num_streams = num_streams
 
         self._scorer: PairScorer | None = None
         self._model_activation: str | None = None
@@ -378,6 +386,7 @@ class CrossEncoderRanker:
                 num_threads=self.num_threads,
                 truncation=self.truncation,
                 precision=self.precision,
+                num_streams=self.num_streams,
             )
             if self.split_long_documents:
                 self._warn_if_the_overlap_does_not_fit(scorer)
@@ -466,6 +475,7 @@ class CrossEncoderRanker:
             num_threads=self.num_threads,
             precision=self.precision,
             truncation=self.truncation,
+            num_streams=self.num_streams,
         )
         if data["init_parameters"].get("model_kwargs") is not None:
             data["init_parameters"]["model_kwargs"] = dict(data["init_parameters"]["model_kwargs"])

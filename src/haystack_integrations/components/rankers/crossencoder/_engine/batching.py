@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import EncodedPair
+from haystack_integrations.components.rankers.crossencoder._engine.streams import BatchStreams, balanced_batch_size
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int | None = None) -> list[list[int]]:
@@ -65,6 +66,9 @@ class BatchedForward:
         output row per input out.
     :param tokenizer: The model's Hugging Face tokenizer (its `pad_token_id` pads; 0 when it declares none).
     :param max_tokens_per_batch: A token budget per batch (padding included); overrides the batch size.
+
+    `streams` (set after loading, see `streams.py`) runs several batches at once; fixed-size batches are then cut
+    evenly (at most the batch size each) so that every stream gets the same number of pairs.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class BatchedForward:
         self.tokenizer = tokenizer
         self.max_tokens_per_batch = max_tokens_per_batch
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.streams = BatchStreams(1, 1)
 
     def forward_batches(
         self, inputs: Sequence[EncodedPair], batch_size: int, *, desc: str, show_progress_bar: bool
@@ -81,6 +86,15 @@ class BatchedForward:
         """Each batch's indices into `inputs` and the forward pass's output for them, longest inputs first."""
         from tqdm.auto import tqdm
 
+        batch_size = balanced_batch_size(len(inputs), batch_size, self.streams.streams)
         batches = plan_batches([len(item.input_ids) for item in inputs], batch_size, self.max_tokens_per_batch)
-        for batch in tqdm(batches, desc=desc, unit="batch", disable=not show_progress_bar):
-            yield batch, self.forward(pad_batch([inputs[i] for i in batch], self.pad_token_id))
+        outputs = self.streams.map(
+            lambda batch: self.forward(pad_batch([inputs[i] for i in batch], self.pad_token_id)), batches
+        )
+        yield from tqdm(
+            zip(batches, outputs, strict=True),
+            desc=desc,
+            unit="batch",
+            total=len(batches),
+            disable=not show_progress_bar,
+        )

@@ -9,6 +9,7 @@ later), which moves scores at the third decimal. `openvino_config` therefore alw
 (`rerank export --backend openvino --quantize int8-static`) the hint applies to the layers between the int8 ones.
 """
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,14 @@ from haystack_integrations.components.rankers.crossencoder._engine.checks import
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
-def openvino_config(precision: str = "fp32", num_threads: int | None = None) -> dict[str, Any]:
+def openvino_config(precision: str = "fp32", num_threads: int | None = None, streams: int = 1) -> dict[str, Any]:
     """
     The CPU compile options: a latency hint (all threads on one request) and an explicit inference precision.
 
     :param precision: `"fp32"` computes in float32 on every CPU; `"bf16"` in bfloat16 (fast on CPUs with AMX or
         AVX512-BF16, emulated and slow elsewhere).
     :param num_threads: `INFERENCE_NUM_THREADS`; `None` lets OpenVINO use every core.
+    :param streams: Requests OpenVINO runs at once (`NUM_STREAMS`), sharing the threads; 1 gives one request all.
     :raises ValueError: If `precision` is not one of `OPENVINO_PRECISIONS`.
     """
     check_choice("precision", precision, OPENVINO_PRECISIONS)
@@ -40,6 +42,8 @@ def openvino_config(precision: str = "fp32", num_threads: int | None = None) -> 
     }
     if num_threads is not None:
         config[properties.inference_num_threads()] = num_threads
+    if streams > 1:
+        config[properties.num_streams()] = streams
     return config
 
 
@@ -47,23 +51,29 @@ class OpenVinoForward:
     """
     An OpenVINO model compiled for the CPU with a latency hint (all threads on one request) and a fixed precision.
 
-    Not thread-safe on its own (one infer request); `TokenizedPairScorer` serializes calls.
+    Each calling thread gets its own infer request, so `streams` threads (`BatchStreams`) can run batches at once.
 
     :param model_file: The `openvino_model*.xml` file (its `.bin` next to it).
     :param num_threads: `INFERENCE_NUM_THREADS`; `None` lets OpenVINO use every core.
     :param precision: The inference precision, `"fp32"` or `"bf16"` (see `openvino_config`).
+    :param streams: Batches run at once (`NUM_STREAMS`), each on its share of the threads.
     """
 
-    def __init__(self, model_file: str | Path, num_threads: int | None = None, precision: str = "fp32") -> None:
-        config = openvino_config(precision, num_threads)
+    def __init__(
+        self, model_file: str | Path, num_threads: int | None = None, precision: str = "fp32", streams: int = 1
+    ) -> None:
+        config = openvino_config(precision, num_threads, streams)
         core = import_backend_library("openvino", "openvino").Core()
         self.model_file = Path(model_file)
         model = core.read_model(str(model_file))
         self.input_names = [port.get_any_name() for port in model.inputs]
         self.compiled = core.compile_model(model, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self._requests = threading.local()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """Logits of shape (batch, num_labels) for padded `input_ids`, `attention_mask`, `token_type_ids`."""
-        result = self.request.infer({name: batch[name] for name in self.input_names})
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        result = request.infer({name: batch[name] for name in self.input_names})
         return np.asarray(result[self.compiled.outputs[0]], dtype=np.float32)

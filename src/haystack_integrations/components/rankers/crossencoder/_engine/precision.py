@@ -174,6 +174,7 @@ def cast_module(module: Any, precision: str) -> Any:
     In bf16 or fp16 a cross-encoder's score head (its last linear layer with one output) stays in float32 and
     gets its input in float32: the logit then varies continuously instead of in bf16's steps (1/128 at 1.0, 1/16
     at 10), which would tie documents whose scores differ; the head is one small matrix, so speed is unchanged.
+    The segment-cosine head (`SegmentCosineScore`) keeps its scale and bias in float32 and pools in float32.
     """
     if module_precision(module) != precision:
         module.to(dtype=torch_dtype(precision))
@@ -185,6 +186,9 @@ def cast_module(module: Any, precision: str) -> Any:
 def _keep_score_head_in_fp32(module: Any) -> None:
     import torch
 
+    for layer in module.modules():
+        if type(layer).__name__ == "SegmentCosineScore":  # pools in float32 itself; keep its scale and bias exact
+            layer.float()
     heads = [layer for layer in module.modules() if isinstance(layer, torch.nn.Linear) and layer.out_features == 1]
     if not heads:
         return

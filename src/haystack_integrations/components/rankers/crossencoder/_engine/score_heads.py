@@ -53,14 +53,17 @@ class SegmentCosineScore(Module):
                 "tokenizer does not return them. Build the cross-encoder with a dense head instead."
             )
             raise ValueError(msg)
-        embeddings = features["token_embeddings"]
+        # Pooled and compared in float32 whatever the transformer computes in: in bfloat16 the sums over ~100
+        # tokens and the cosine (steps of 1/256 near 1, times a learned scale of ~20) would tie and swap documents
+        # whose scores differ. The head's share of the time is negligible.
+        embeddings = features["token_embeddings"].float()
         mask = features["attention_mask"].unsqueeze(-1).to(embeddings.dtype)
         document = features["token_type_ids"].unsqueeze(-1).to(embeddings.dtype) * mask
         query = mask - document
         query_mean = (embeddings * query).sum(1) / query.sum(1).clamp(min=1.0)
         document_mean = (embeddings * document).sum(1) / document.sum(1).clamp(min=1.0)
         cosine = nn.functional.cosine_similarity(query_mean, document_mean, dim=-1)
-        features["scores"] = (self.scale * cosine + self.bias).unsqueeze(1)
+        features["scores"] = (self.scale.float() * cosine + self.bias.float()).unsqueeze(1)
         return features
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:

@@ -5,7 +5,8 @@ score cache) lives here behind one small interface, `PairScorer`. Every backend 
 
 1. the query is tokenized once per request and each text once (`PairEncoder`), not every pair as a whole;
 2. pairs are sorted by token length and batched by count or by a token budget, padded per batch (`batching`);
-3. one forward pass per batch on torch, onnxruntime or OpenVINO; logits go back to the input order;
+3. one forward pass per batch on torch, onnxruntime or OpenVINO, on a CPU in bf16 several batches at once
+   (`streams`); logits go back to the input order;
 4. optionally, an LRU cache of logits skips pairs already scored (`score_cache`).
 
 The precision the model computes in (`precision.py`) is chosen at load: on torch the weights are cast (bf16 on
@@ -40,12 +41,18 @@ from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer i
 from haystack_integrations.components.rankers.crossencoder._engine.precision import (
     cast_module,
     check_precision,
+    device_type,
     dtype_in_kwargs,
     module_precision,
     precision_reason,
     resolve_precision,
 )
 from haystack_integrations.components.rankers.crossencoder._engine.score_cache import CachingPairScorer, PairScoreCache
+from haystack_integrations.components.rankers.crossencoder._engine.streams import (
+    BatchStreams,
+    auto_stream_count,
+    available_cores,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +68,8 @@ class TokenizedPairScorer(ManyRequestScorer, BatchedForward):
     Scores (query, text) pairs with any backend's forward pass: query tokenized once, length-sorted batches.
 
     Calls are serialized with a lock: Hugging Face fast tokenizers raise "Already borrowed" when one tokenizer is
-    used from several threads at once, and on a CPU one forward pass already uses every core it is given.
+    used from several threads at once. Within a call the batches may run several at once (`streams`, set by the
+    loader: see `streams.py`), each on its share of the cores.
 
     :param forward: The backend's forward pass.
     :param tokenizer: The model's Hugging Face fast tokenizer.
@@ -203,6 +211,7 @@ class ScorerSettings:
     num_threads: int | None
     truncation: str
     precision: str | None
+    num_streams: int | None = None
 
 
 def load_pair_scorer(
@@ -222,6 +231,7 @@ def load_pair_scorer(
     num_threads: int | None = None,
     truncation: str = "longest_first",
     precision: str | None = None,
+    num_streams: int | None = None,
 ) -> PairScorer:
     """
     Load `model` for `backend` and return a scorer.
@@ -243,6 +253,9 @@ def load_pair_scorer(
     `"auto"`) runs the model as it was before precisions existed: torch in the dtype its weights load in, onnx as
     exported, OpenVINO in float32. The precision used is logged once and is part of the score-cache identity.
 
+    `num_streams` (torch on a CPU): how many batches run at once, each on its share of the threads (see
+    `streams.py`); `None` chooses by the precision: one stream per thread (up to 4) in bf16, one in float32.
+
     :raises ModelNotAvailableError: If the model (or its exported file) cannot be had.
     :raises ValueError: If `backend` is unknown, `precision` does not fit the backend, device or export, or the
         model has more than one output logit.
@@ -261,6 +274,7 @@ def load_pair_scorer(
         num_threads=num_threads,
         truncation=truncation,
         precision=precision,
+        num_streams=num_streams,
     )
     if backend != "torch":
         scorer, identity = _load_exported_scorer(model, backend, settings)
@@ -342,6 +356,7 @@ def _load_torch_scorer(model: str, settings: ScorerSettings) -> tuple[PairScorer
     if target is not None:
         cast_module(cross_encoder, target)  # after the probe, which checks the input layout, not the precision
     used = _log_torch_precision(model, cross_encoder, settings)
+    scorer.streams = _torch_streams(settings, used)
     identity = f"torch|{_model_identity_path(model)}|{cross_encoder.max_seq_length}|{settings.truncation}|{used}"
     if not fast_path:
         logger.warning(
@@ -370,6 +385,17 @@ def _torch_loader_arguments(settings: ScorerSettings) -> dict[str, Any]:
         "model_kwargs": settings.model_kwargs,
         "config_kwargs": settings.config_kwargs,
     }
+
+
+def _torch_streams(settings: ScorerSettings, used: str) -> BatchStreams:
+    """The worker threads of a torch scorer: how many batches at once, and each one's torch threads."""
+    import torch
+
+    threads = settings.num_threads or torch.get_num_threads()
+    streams = auto_stream_count(settings.num_streams, used, device_type(settings.device), threads)
+    if streams > 1:
+        logger.info("Scoring {streams} batches at once, {per} thread(s) each.", streams=streams, per=threads // streams)
+    return BatchStreams(streams, threads // streams)
 
 
 def _torch_target_precision(precision: str | None, device: str, model_kwargs: dict[str, Any] | None) -> str | None:
@@ -455,6 +481,7 @@ def _load_exported_scorer(model: str, backend: str, settings: ScorerSettings) ->
     recorded = read_manifest(directory).get(backend)
     int8 = _is_int8_export(directory, model_file, recorded)
     used = _exported_precision(settings.precision, backend, model_file, int8)
+    streams = 1  # onnxruntime runs one batch at a time with all its threads
     if backend == "onnx":
         from haystack_integrations.components.rankers.crossencoder._engine.onnx_backend import OnnxForward
 
@@ -463,7 +490,9 @@ def _load_exported_scorer(model: str, backend: str, settings: ScorerSettings) ->
         from haystack_integrations.components.rankers.crossencoder._engine.openvino_backend import OpenVinoForward
 
         hint = _openvino_hint(settings.precision, used)
-        forward = OpenVinoForward(model_file, num_threads=settings.num_threads, precision=hint)
+        # The exported bi-encoder encodes one batch at a time: its requests keep every thread.
+        streams = 1 if _is_local_bi_encoder(str(directory)) else _openvino_streams(settings, "int8" if int8 else hint)
+        forward = OpenVinoForward(model_file, num_threads=settings.num_threads, precision=hint, streams=streams)
         if int8:
             used = f"int8 ({hint} between the int8 layers)"
     reason = "the export is int8-quantized" if int8 else None
@@ -495,8 +524,15 @@ def _load_exported_scorer(model: str, backend: str, settings: ScorerSettings) ->
         max_tokens_per_batch=settings.max_tokens_per_batch,
         truncation=settings.truncation,
     )
+    scorer.streams = BatchStreams(streams, 1)
     identity = f"{backend}|{model_file.resolve()}|{resolved_max_length}|{settings.truncation}|{used}"
     return scorer, identity
+
+
+def _openvino_streams(settings: ScorerSettings, precision: str) -> int:
+    """How many batches an OpenVINO model runs at once (its `NUM_STREAMS`): as for torch, by the precision."""
+    threads = settings.num_threads or available_cores()
+    return auto_stream_count(settings.num_streams, precision, "cpu", threads)
 
 
 def _exported_bi_encoder_scorer(
