@@ -162,6 +162,31 @@ class TestPairEncoding:
             assert [p.input_ids for p in pairs] == expected["input_ids"]
             assert [p.token_type_ids for p in pairs] == expected["token_type_ids"]
 
+    @pytest.mark.parametrize("max_length", [16, 64, 128])
+    def test_a_long_text_tokenized_from_its_opening_gives_the_same_ids(self, minilm_tokenizer, max_length):
+        # Only the opening of a long text is tokenized; these texts make openings with too few tokens (long
+        # unsplittable words, no spaces) or many tokens per character (digits, symbols, rare words).
+        texts = [
+            "ab " * 2000,
+            "x" * 5000,
+            ("y" * 150 + " ") * 100,  # a word over 100 characters is one [UNK]: the opening holds too few tokens
+            "zqxj" * 300 + " tail words here",
+            "1.2.3.4-5/6 " * 400,
+            "Güçlü iletişim becerisine sahip adaylar, ekip çalışmasına yatkın. " * 60,
+            "蛋白质折叠依赖于分子伴侣" * 200,
+            "word\nline\tend " * 500,
+            "pneumonoultramicroscopicsilicovolcanoconiosis antidisestablishmentarianism " * 100,
+            "short text",
+            " ".join(WORDS) * 20,
+        ]
+        query = "communication skills p53"
+        expected = minilm_tokenizer(
+            [query] * len(texts), texts, truncation="longest_first", max_length=max_length, return_token_type_ids=True
+        )
+        pairs = PairEncoder(minilm_tokenizer, max_length).encode(query, texts)
+        assert [p.input_ids for p in pairs] == expected["input_ids"]
+        assert [p.token_type_ids for p in pairs] == expected["token_type_ids"]
+
     def test_fallback_without_a_template_gives_the_same_ids(self, minilm_tokenizer):
         fast, fallback = PairEncoder(minilm_tokenizer, 24), PairEncoder(minilm_tokenizer, 24)
         fallback.template = None
