@@ -455,6 +455,7 @@ def _variants(model: Path, work_dir: Path, args) -> list[Spec]:
     length, layers = int(full.max_seq_length), int(full.transformers_model.config.num_hidden_layers)
     del full
     short = max(32, (length * 2 // 3) // 16 * 16)  # about two thirds of the tokens
+    half = max(32, length // 2)
     keep, first_length = max(10, args.docs // 4), max(32, length // 3)
 
     def ours(name: str, note: str = "", source: Callable[[], Path] = lambda: model, **kwargs: Any) -> Spec:
@@ -480,14 +481,17 @@ def _variants(model: Path, work_dir: Path, args) -> list[Spec]:
     return [
         ours(f"ours max_length {short}", max_length=short),
         ours(f"ours max_length {short} query_window", window, max_length=short, truncation="query_window"),
-        ours(
-            f"ours openvino bf16 max_length {short} query_window",
-            window,
-            source=lambda: _export(model, work_dir, "openvino", None, [])[0],
-            backend="openvino",
-            precision="bf16",
-            max_length=short,
-            truncation="query_window",
+        *(
+            ours(
+                f"ours openvino bf16 max_length {tokens} query_window",
+                window,
+                source=lambda: _export(model, work_dir, "openvino", None, [])[0],
+                backend="openvino",
+                precision="bf16",
+                max_length=tokens,
+                truncation="query_window",
+            )
+            for tokens in (short, half)
         ),
         ours(
             f"ours first {layers // 2} of {layers} layers",

@@ -63,6 +63,32 @@ class TestHowManyStreams:
         assert balanced_batch_size(100, 16, 1) == 16
 
 
+class TestTokenizingInTheStreams:
+    @pytest.mark.parametrize(
+        ("sizes", "shards", "min_texts", "expected_shards"),
+        [([100], 2, 16, 2), ([10], 2, 16, 1), ([40, 0, 25, 7], 2, 16, 2), ([5, 5, 5], 4, 1, 4), ([], 2, 16, 0)],
+    )
+    def test_requests_are_cut_into_even_shards_in_order(self, sizes, shards, min_texts, expected_shards):
+        from haystack_integrations.components.rankers.crossencoder._engine.scoring import split_requests
+
+        requests = [(f"q{r}", [f"t{r}-{i}" for i in range(size)]) for r, size in enumerate(sizes)]
+        cut = split_requests(requests, shards, min_texts)
+        assert len(cut) == expected_shards
+        flat = [(query, text) for shard in cut for query, texts in shard for text in texts]
+        assert flat == [(query, text) for query, texts in requests for text in texts], "nothing lost or reordered"
+        counts = [sum(len(texts) for _, texts in shard) for shard in cut]
+        assert not counts or max(counts) - min(counts) <= max(1, len(sizes))
+
+    def test_the_workers_tokenize_to_the_same_pairs(self, spread_model_path):
+        ranker = CrossEncoderRanker(model=str(spread_model_path), num_streams=2, num_threads=2)
+        ranker.warm_up()
+        scorer = ranker._scorer
+        requests = [(QUERY, TEXTS), ("another query", TEXTS[::-1]), ("empty", [])]
+        serial = [pair for query, texts in requests for pair in scorer.encoder.encode(query, texts)]
+        assert scorer._encode(requests) == serial
+        assert scorer._encode(requests) == serial, "the workers' tokenizer copies are reused"
+
+
 class TestBatchStreams:
     def test_results_come_back_in_order_from_as_many_worker_threads(self):
         streams = BatchStreams(2, 1)

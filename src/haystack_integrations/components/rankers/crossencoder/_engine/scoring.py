@@ -14,6 +14,7 @@ CPUs with AMX or AVX512-BF16 when the ranker asks for `"auto"`), logits always c
 export as it is (float32, or int8 when it is quantized); OpenVINO gets an inference-precision hint.
 """
 
+import copy
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -36,7 +37,11 @@ from haystack_integrations.components.rankers.crossencoder._engine.model_loading
     is_cached_on_hub,
     load_cross_encoder,
 )
-from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import TRUNCATIONS, PairEncoder
+from haystack_integrations.components.rankers.crossencoder._engine.pair_encoding import (
+    TRUNCATIONS,
+    EncodedPair,
+    PairEncoder,
+)
 from haystack_integrations.components.rankers.crossencoder._engine.pair_scorer import ManyRequestScorer, PairScorer
 from haystack_integrations.components.rankers.crossencoder._engine.precision import (
     cast_module,
@@ -98,6 +103,7 @@ class TokenizedPairScorer(ManyRequestScorer, BatchedForward):
         self.batch_size = batch_size
         self.encoder = PairEncoder(tokenizer, self.max_length, truncation=truncation)
         self._lock = threading.Lock()
+        self._worker_encoders = threading.local()  # one tokenizer copy per stream worker (see `_encode`)
 
     def logits_many(
         self, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool = False
@@ -118,7 +124,7 @@ class TokenizedPairScorer(ManyRequestScorer, BatchedForward):
         self, result: np.ndarray, requests: Sequence[tuple[str, Sequence[str]]], show_progress_bar: bool
     ) -> None:
         with self._lock:
-            pairs = [pair for query, texts in requests if texts for pair in self.encoder.encode(query, texts)]
+            pairs = self._encode(requests)
             outputs = self.forward_batches(pairs, self.batch_size, desc="Scoring", show_progress_bar=show_progress_bar)
             for batch, output in outputs:
                 if output.ndim != 2 or output.shape[1] != 1:
@@ -128,6 +134,56 @@ class TokenizedPairScorer(ManyRequestScorer, BatchedForward):
                     )
                     raise ValueError(msg)
                 result[batch] = output[:, 0]
+
+    def _encode(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[EncodedPair]:
+        """
+        The pairs of all requests, in order. With several streams the texts are tokenized in the stream workers,
+        a share each, each worker with its own copy of the tokenizer (one tokenizer must not be used by two
+        threads at once); the tokenizer releases the GIL, so the shares run side by side.
+        """
+        shards = split_requests(requests, self.streams.streams, _MIN_TEXTS_PER_TOKENIZER_SHARD)
+        if len(shards) <= 1:
+            return [pair for query, texts in requests if texts for pair in self.encoder.encode(query, texts)]
+        encoded = self.streams.map(self._encode_in_worker, shards)
+        return [pair for shard in encoded for pair in shard]
+
+    def _encode_in_worker(self, shard: list[tuple[str, Sequence[str]]]) -> list[EncodedPair]:
+        encoder = getattr(self._worker_encoders, "encoder", None)
+        if encoder is None:
+            encoder = copy.copy(self.encoder)
+            encoder.tokenizer = copy.deepcopy(self.encoder.tokenizer)
+            self._worker_encoders.encoder = encoder
+        return [pair for query, texts in shard for pair in encoder.encode(query, texts)]
+
+
+_MIN_TEXTS_PER_TOKENIZER_SHARD = 16  # below this, handing texts to the workers costs more than it saves
+
+
+def split_requests(
+    requests: Sequence[tuple[str, Sequence[str]]], shards: int, min_texts: int
+) -> list[list[tuple[str, Sequence[str]]]]:
+    """
+    Cut (query, texts) requests into at most `shards` shards of nearly equal numbers of texts, in order (a request
+    may be cut between shards); fewer shards when a shard would get fewer than `min_texts` texts. Requests without
+    texts are dropped.
+    """
+    jobs = [(query, list(texts)) for query, texts in requests if texts]
+    total = sum(len(texts) for _, texts in jobs)
+    count = max(1, min(shards, total // max(1, min_texts)))
+    size = -(-total // count) if total else 0
+    result: list[list[tuple[str, Sequence[str]]]] = [[]]
+    room = size
+    for query, texts in jobs:
+        start = 0
+        while start < len(texts):
+            if room == 0:
+                result.append([])
+                room = size
+            piece = texts[start : start + room]
+            result[-1].append((query, piece))
+            start += len(piece)
+            room -= len(piece)
+    return [shard for shard in result if shard]
 
 
 class TorchForward:
