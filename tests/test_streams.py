@@ -116,6 +116,14 @@ class TestBatchStreams:
         assert torch.get_num_threads() == before, "the calling thread keeps its count"
         assert later == [before], "threads created afterwards get the process default, not the workers' count"
 
+    def test_a_forked_child_starts_its_own_workers(self):
+        streams = BatchStreams(2, 1)
+        assert list(streams.map(lambda x: x + 1, range(3))) == [1, 2, 3]
+        parent_pool = streams._executor
+        streams._pid = -1  # as seen from a child process after os.fork(): the parent's threads are not there
+        assert list(streams.map(lambda x: x * 2, range(3))) == [0, 2, 4]
+        assert streams._executor is not parent_pool
+
     def test_one_stream_runs_in_the_calling_thread(self):
         names = set(BatchStreams(1, 2).map(lambda _: threading.current_thread().name, range(3)))
         assert names == {threading.current_thread().name}

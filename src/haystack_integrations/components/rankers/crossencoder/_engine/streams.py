@@ -77,6 +77,7 @@ class BatchStreams:
         self.streams = max(1, streams)
         self.threads_per_stream = max(1, threads_per_stream)
         self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def map(self, function: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
@@ -87,8 +88,10 @@ class BatchStreams:
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._executor is None:
-                self._executor = self._start()
+            if self._executor is None or self._pid != os.getpid():
+                # A forked child (e.g. a server that loads the model before forking workers) has none of the
+                # parent's threads: it starts its own.
+                self._executor, self._pid = self._start(), os.getpid()
                 weakref.finalize(self, self._executor.shutdown, wait=False)
             return self._executor
 
