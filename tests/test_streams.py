@@ -2,6 +2,8 @@
 float32 pooling in bf16."""
 
 import threading
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -172,6 +174,50 @@ class TestRankerStreams:
         np.testing.assert_allclose(_scores(two), _scores(one), rtol=1e-5, atol=1e-5)
         assert two._scorer.forward.compiled.get_property(properties.num_streams()) == 2
         assert two._scorer.streams.streams == 2
+
+
+class TestOpenVinoFirstInference:
+    """The first infer of a process runs alone (two first calls at once deadlock in OpenVINO's Python binding)."""
+
+    def test_the_first_call_runs_alone_and_later_calls_run_at_once(self, monkeypatch):
+        from haystack_integrations.components.rankers.crossencoder._engine import openvino_backend
+
+        monkeypatch.setattr(openvino_backend, "_first_infer_done", threading.Event())
+        state = {"running": 0, "most": [], "calls": 0}
+        lock = threading.Lock()
+
+        class Request:
+            def infer(self, inputs):
+                with lock:
+                    state["running"] += 1
+                    state["calls"] += 1
+                time.sleep(0.05)
+                with lock:
+                    state["most"].append(state["running"])
+                    state["running"] -= 1
+                return {"logits": np.zeros((len(inputs["input_ids"]), 1))}
+
+        forward = openvino_backend.OpenVinoForward.__new__(openvino_backend.OpenVinoForward)
+        forward.input_names = ["input_ids"]
+        forward.compiled = SimpleNamespace(create_infer_request=Request, outputs=["logits"])
+        forward._requests = threading.local()
+        batch = {"input_ids": np.zeros((2, 4), dtype=np.int64)}
+
+        def first_then_later(barrier):
+            barrier.wait()
+            forward(batch)
+
+        for round_ in ("first calls", "later calls"):
+            barrier = threading.Barrier(2)
+            threads = [threading.Thread(target=first_then_later, args=(barrier,)) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            state[round_] = max(state["most"][-2:])
+        assert state["first calls"] == 1, "the process's first infer ran alone"
+        assert state["later calls"] == 2, "later calls run at once: the lock is for the first call only"
+        assert state["calls"] == 4
 
 
 class TestSegmentCosineHeadInBf16:

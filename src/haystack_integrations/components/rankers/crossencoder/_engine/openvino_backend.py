@@ -20,6 +20,13 @@ from haystack_integrations.components.rankers.crossencoder._engine.checks import
 
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
+# The first `InferRequest.infer` of a process initializes a C++ function-local static in OpenVINO's Python binding
+# that calls back into Python: two threads making their first call at once deadlock (one waits for the GIL inside
+# the static's initializer, the other holds the GIL waiting for the initializer; seen with openvino 2026.4 and two
+# streams on a busy machine). The first call of the process therefore runs alone, the later ones concurrently.
+_first_infer = threading.Lock()
+_first_infer_done = threading.Event()
+
 
 def openvino_config(precision: str = "fp32", num_threads: int | None = None, streams: int = 1) -> dict[str, Any]:
     """
@@ -75,5 +82,14 @@ class OpenVinoForward:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
-        result = request.infer({name: batch[name] for name in self.input_names})
+        inputs = {name: batch[name] for name in self.input_names}
+        result = request.infer(inputs) if _first_infer_done.is_set() else _infer_alone(request, inputs)
         return np.asarray(result[self.compiled.outputs[0]], dtype=np.float32)
+
+
+def _infer_alone(request: Any, inputs: dict[str, np.ndarray]) -> Any:
+    """The process's first inference, one thread at a time (see `_first_infer`); waiting releases the GIL."""
+    with _first_infer:
+        result = request.infer(inputs)
+        _first_infer_done.set()
+    return result
