@@ -22,6 +22,11 @@ One command from a fresh clone (reads ../shared/data/scifact, caches everything 
    peer's median; the issue's target is checked at each precision. CPU model, flags, cores, library versions and the
    load average head the report (`--output`, a .json beside it).
 
+On a CPU with AVX-512 (and AMX), `--isa avx2` reruns the command with MKL, oneDNN and ATen capped at AVX2
+(`MKL_ENABLE_INSTRUCTIONS`, `ONEDNN_MAX_CPU_ISA`, `ATEN_CPU_CAPABILITY`): float32 on the kernels an AVX2-only CPU
+runs (half the matmul rate of AVX-512 here, about that of the AMD EPYC in benchmarks/results), and `precision="auto"`
+is float32 as there. A stand-in, stated in the report, for when no AVX2-only machine is at hand.
+
 Smoke run (minutes, not hours; writes nothing into benchmarks/results):
 
     nice -n 19 python benchmarks/distill.py --queries 3 --max-minutes 1 --train-queries 10 --pseudo-queries 10 \\
@@ -49,6 +54,8 @@ GENERALIZATION_CACHE = HERE / ".cache" / "generalization"
 LATENCY_CROSS_ENCODER = HERE / ".cache" / "latency" / "scifact-minilm-cosine-ce"
 PEER = "peer: SentenceTransformersSimilarityRanker, defaults"
 TARGET_SPEED_UP, TARGET_POINTS = 2.5, 1.0
+# What `--isa avx2` sets before torch loads: MKL's GEMMs, oneDNN's kernels and ATen's vectorized ops at AVX2.
+ISA_CAPS = {"avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
 
 
 @dataclass
@@ -64,6 +71,8 @@ class Contender:
 
 def main() -> None:
     args = _arguments()
+    if args.isa != "native":
+        _rerun_capped(ISA_CAPS[args.isa])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     environment = _environment()
     print(_environment_lines(environment), flush=True)
@@ -119,6 +128,12 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="make (or reuse) the students and stop: the timed run can then go on another CPU, e.g. an AVX2-only one",
     )
+    parser.add_argument(
+        "--isa",
+        choices=["native", *ISA_CAPS],
+        default="native",
+        help="avx2: cap MKL, oneDNN and ATen at AVX2 (float32 as an AVX2-only CPU runs it; see the docstring)",
+    )
     parser.add_argument("--queries", type=int, default=300, help="test queries (all 300 by default)")
     parser.add_argument("--docs", type=int, default=100, help="BM25 candidates per test query")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes over the test queries")
@@ -132,6 +147,14 @@ def _arguments() -> argparse.Namespace:
     return args
 
 
+def _rerun_capped(caps: dict[str, str]) -> None:
+    """Run this command again with `caps` in its environment (they must be set before torch loads), unless set."""
+    if all(os.environ.get(variable) == value for variable, value in caps.items()):
+        return
+    os.environ.update(caps)
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -140,9 +163,12 @@ def _ints(text: str) -> list[int]:
 
 
 def _environment() -> dict[str, Any]:
-    """CPU model, its precision-relevant flags, cores, versions, what precision="auto" picks, the load average: the
-    same record as benchmarks/latency.py's."""
-    return _latency_benchmark()._environment()
+    """CPU model, its precision-relevant flags, cores, versions, what precision="auto" picks, the load average (the
+    same record as benchmarks/latency.py's) and the instruction-set caps in force."""
+    environment = _latency_benchmark()._environment()
+    caps = {variable for variables in ISA_CAPS.values() for variable in variables}
+    environment["isa_caps"] = {variable: os.environ[variable] for variable in sorted(caps) if variable in os.environ}
+    return environment
 
 
 def _latency_benchmark() -> Any:
@@ -166,11 +192,19 @@ def _environment_lines(environment: dict[str, Any]) -> str:
             f"- CPU: {environment['cpu']}, {environment['cpu_count']} cores (torch uses "
             f"{environment['torch_threads']} threads); Python {environment['python']}, {environment['platform']}",
             f"- CPU flags: {flags}",
+            f"- instruction sets: {_caps_line(environment['isa_caps'])}",
             f'- `precision="auto"` on this CPU: **{auto["resolved"]}** ({auto["reason"]})',
             f"- libraries: {versions}",
             f"- 1-minute load average: {loads} (2 shared cores: above ~0.5 before the start, timings are noisy)",
         ]
     )
+
+
+def _caps_line(caps: dict[str, str]) -> str:
+    if not caps:
+        return "native (no cap)"
+    listed = ", ".join(f"{name}={value}" for name, value in caps.items())
+    return f"capped, {listed} (float32 on AVX2 kernels: a stand-in for an AVX2-only CPU, not one)"
 
 
 # --- models -----------------------------------------------------------------------------------------------------

@@ -106,6 +106,21 @@ class TestResolvePrecision:
         _pretend_cpu(monkeypatch, AVX2_ONLY)
         assert resolve_precision("auto", "cpu") == "fp32"
 
+    @pytest.mark.parametrize(("variable", "cap"), [("ONEDNN_MAX_CPU_ISA", "AVX2"), ("DNNL_MAX_CPU_ISA", "avx512_core")])
+    def test_auto_stays_fp32_when_onednn_is_capped_below_its_bf16_kernels(self, monkeypatch, variable, cap):
+        # e.g. ONEDNN_MAX_CPU_ISA=AVX2 on an AMX CPU to reproduce an AVX2-only one: bf16 would be emulated.
+        _pretend_cpu(monkeypatch, AMX)
+        monkeypatch.setenv(variable, cap)
+        assert resolve_precision("auto", "cpu") == "fp32"
+        assert "capped at " + cap.upper() in precision_module.precision_reason("auto", "fp32", "cpu")
+        assert resolve_precision("auto", "cpu", flags=AMX) == "bf16"  # given flags: a pure function of them
+
+    @pytest.mark.parametrize("cap", ["AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL", ""])
+    def test_a_cap_that_keeps_the_bf16_kernels_keeps_bf16(self, monkeypatch, cap):
+        _pretend_cpu(monkeypatch, AMX)
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert resolve_precision("auto", "cpu") == "bf16"
+
     def test_fp16_on_a_cpu_is_a_clear_error(self):
         with pytest.raises(ValueError, match=r"precision='fp16' runs on a GPU only.*precision='auto'"):
             resolve_precision("fp16", "cpu", flags=AMX)

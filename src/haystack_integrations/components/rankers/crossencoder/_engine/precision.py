@@ -2,7 +2,9 @@
 
 On CPUs with AMX or AVX512-BF16 (Intel Sapphire Rapids and later, AMD Zen 4 and later), bfloat16 matrix
 multiplications run at several times the fp32 rate; on AVX2-only CPUs bf16 is emulated and slower, so fp32 stays.
-The flags come from /proc/cpuinfo (Linux, no root, no extra tools); elsewhere nothing is assumed.
+The flags come from /proc/cpuinfo (Linux, no root, no extra tools); elsewhere nothing is assumed. A process that
+caps oneDNN below its bf16 kernels (`ONEDNN_MAX_CPU_ISA=AVX2`, e.g. to reproduce an AVX2-only CPU) multiplies bf16
+without them, so `"auto"` stays fp32 there too.
 
 `resolve_precision` turns the ranker's `precision` setting into what the model computes in:
 
@@ -14,6 +16,7 @@ The flags come from /proc/cpuinfo (Linux, no root, no extra tools); elsewhere no
 How much faster bf16 is, and how closely its scores follow fp32's: see README, Performance.
 """
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +24,12 @@ from typing import Any, Literal
 from haystack_integrations.components.rankers.crossencoder._engine.checks import check_choice
 
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA before oneDNN 2.0) below its bf16 kernels: torch's bf16
+# matrix products run on oneDNN, so under such a cap bf16 is emulated as on a CPU without the flags.
+ONEDNN_ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+_ISA_CAPS_WITHOUT_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_MIC"}
+)
 REPORTED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
 
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]  # the ranker's `precision` argument
@@ -55,9 +64,25 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def onednn_isa_cap() -> str | None:
+    """The oneDNN ISA cap this process runs under when it keeps oneDNN from bf16 kernels (e.g. `"AVX2"`), else None."""
+    for variable in ONEDNN_ISA_CAP_VARIABLES:
+        value = os.environ.get(variable, "").strip().upper()
+        if value:
+            return value if value in _ISA_CAPS_WITHOUT_BF16 else None
+    return None
+
+
 def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
-    """Whether the CPU multiplies bfloat16 matrices natively (AMX-BF16 or AVX512-BF16)."""
-    return bool((cpu_flags() if flags is None else flags) & BF16_CPU_FLAGS)
+    """
+    Whether the CPU multiplies bfloat16 matrices natively (AMX-BF16 or AVX512-BF16).
+
+    :param flags: The CPU's feature flags (a pure function of them); `None` reads /proc/cpuinfo and honours a oneDNN
+        ISA cap below bf16 (`onednn_isa_cap`).
+    """
+    if flags is None:
+        return onednn_isa_cap() is None and bool(cpu_flags() & BF16_CPU_FLAGS)
+    return bool(flags & BF16_CPU_FLAGS)
 
 
 def device_type(device: str) -> str:
@@ -130,6 +155,9 @@ def precision_reason(precision: str, resolved: str, device: str, flags: frozense
     kind = device_type(device)
     if kind == "cpu":
         present = sorted((cpu_flags() if flags is None else flags) & BF16_CPU_FLAGS)
+        cap = onednn_isa_cap() if flags is None else None
+        if present and cap:
+            return f"auto: the CPU has {', '.join(present)}, but oneDNN is capped at {cap} (ONEDNN_MAX_CPU_ISA)"
         if present:
             return f"auto: the CPU has {', '.join(present)}"
         return "auto: the CPU has neither amx_bf16 nor avx512_bf16; pass precision='bf16' to force it"
