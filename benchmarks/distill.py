@@ -27,6 +27,11 @@ On a CPU with AVX-512 (and AMX), `--isa avx2` reruns the command with MKL, oneDN
 runs (half the matmul rate of AVX-512 here, about that of the AMD EPYC in benchmarks/results), and `precision="auto"`
 is float32 as there. A stand-in, stated in the report, for when no AVX2-only machine is at hand.
 
+The timed run takes about 2.3 hours on the 2-core Xeon (17 contenders x 300 queries; the float32 teacher alone is
+5 s a query). Each query's results go to a journal (`WORK_DIR/timing-ISA.jsonl`) as they come: `--stop-after-minutes
+N` ends a session's share and the same command continues where it stopped, on the same CPU, caps, contenders and
+queries only (another journal is set aside and the run starts afresh). The report says how many sessions it took.
+
 Smoke run (minutes, not hours; writes nothing into benchmarks/results):
 
     nice -n 19 python benchmarks/distill.py --queries 3 --max-minutes 1 --train-queries 10 --pseudo-queries 10 \\
@@ -90,7 +95,13 @@ def main() -> None:
     contenders = _contenders(args, teacher, peer_model, students, environment["precision_auto"])
     environment["load_1min"]["start"] = os.getloadavg()[0]
     print(f"{len(contenders)} contenders, {len(queries)} queries x {args.docs} documents", flush=True)
-    _time_contenders(contenders, queries, args.repeats)
+    journal = TimingJournal(Path(args.journal or work / f"timing-{args.isa}.jsonl"))
+    environment["timing_sessions"] = journal.open(_journal_header(environment, contenders, queries, students, args))
+    deadline = time.monotonic() + args.stop_after_minutes * 60 if args.stop_after_minutes else None
+    if not _time_contenders(contenders, queries, args.repeats, journal, deadline):
+        print(f"Stopped (--stop-after-minutes): {journal.path} holds the queries done; the same command on this "
+              "CPU continues from there.", flush=True)  # fmt: skip
+        return
     environment["load_1min"]["end"] = os.getloadavg()[0]
     rows = _summarize(contenders, queries, qrels)
     targets = _targets(rows)
@@ -137,6 +148,17 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=300, help="test queries (all 300 by default)")
     parser.add_argument("--docs", type=int, default=100, help="BM25 candidates per test query")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes over the test queries")
+    parser.add_argument(
+        "--stop-after-minutes",
+        type=float,
+        help="stop the timed run after this many minutes; the same command (same CPU) continues it from its journal",
+    )
+    parser.add_argument("--journal", help="the timed run's journal (default: WORK_DIR/timing-ISA.jsonl)")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,auto",
+        help="contenders' precisions: fp32 and/or auto (auto only where it resolves to bf16); the peer always runs",
+    )
     parser.add_argument("--cascade-layers", type=int, help="the cascade's student (default: the smallest)")
     parser.add_argument("--cascade-keep", default="10,20,30,50", help="cascade_keep values, comma-separated")
     parser.add_argument("--work-dir", default=str(HERE / ".cache" / "distill"))
@@ -144,6 +166,8 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if args.queries < 1 or args.docs < 1 or args.repeats < 1:
         parser.error("--queries, --docs and --repeats must be >= 1")
+    if not set(args.precisions.split(",")) <= {"fp32", "auto"}:
+        parser.error(f"--precisions takes fp32 and/or auto, comma-separated; got {args.precisions!r}")
     return args
 
 
@@ -297,7 +321,8 @@ def _test_candidates(data_dir: Path, count: int, docs: int):
 
 
 def _contenders(args, teacher: Path, peer_model: Path, students: dict[int, dict], auto: dict) -> list[Contender]:
-    precisions = ["fp32"] + (["auto"] if auto["resolved"] == "bf16" else [])
+    wanted = args.precisions.split(",")
+    precisions = [p for p in ("fp32", "auto") if p in wanted and (p == "fp32" or auto["resolved"] == "bf16")]
     cascade_layers = args.cascade_layers or min(students)
     contenders = [_peer(peer_model, args.docs)]
     for precision in precisions:
@@ -352,22 +377,107 @@ def _forget_document_embeddings(ranker: Any) -> None:
         cache.clear()
 
 
-def _time_contenders(contenders: list[Contender], queries, repeats: int) -> None:
-    """Every contender on every query, alternating query by query with the order rotating; scores from pass 1."""
+def _time_contenders(contenders: list[Contender], queries, repeats: int, journal, deadline: float | None) -> bool:
+    """
+    Every contender on every query, alternating query by query with the order rotating; scores from pass 1. Queries
+    the journal holds are taken from it (a run stopped by `deadline` continues there); returns whether all ran.
+    """
+    by_name = {contender.name: contender for contender in contenders}
+    done = journal.done()
+    for (repeat, index), results in sorted(done.items()):
+        query_id = queries[index][0]
+        for name, result in results.items():
+            by_name[name].latencies.append(result["latency"])
+            if repeat == 0:
+                by_name[name].run[query_id] = result["scores"]
+    if done:
+        print(f"{len(done)} of {repeats * len(queries)} timed queries taken from {journal.path}", flush=True)
     for contender in contenders:  # warm-up: first-run allocations, kernel selection
         contender.rank(queries[0][1], queries[0][2])
     for repeat in range(repeats):
         for index, (query_id, query, documents) in enumerate(queries):
+            if (repeat, index) in done:
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                return False
             shift = (repeat * len(queries) + index) % len(contenders)
+            results = {}
             for contender in contenders[shift:] + contenders[:shift]:
                 contender.reset()
                 started = time.perf_counter()
                 ranked = contender.rank(query, documents)
-                contender.latencies.append(time.perf_counter() - started)
+                latency = time.perf_counter() - started
+                scores = {doc.id: float(doc.score) for doc in ranked if doc.score is not None}
+                contender.latencies.append(latency)
                 if repeat == 0:
-                    contender.run[query_id] = {doc.id: float(doc.score) for doc in ranked if doc.score is not None}
+                    contender.run[query_id] = scores
+                results[contender.name] = {"latency": latency, "scores": scores if repeat == 0 else None}
+            journal.add(repeat, index, query_id, results)
             if (index + 1) % 25 == 0:
                 print(f"pass {repeat + 1}: {index + 1}/{len(queries)} queries", flush=True)
+    return True
+
+
+class TimingJournal:
+    """
+    The timed run, a line per query (each contender's latency and scores), so that a run stopped by a session's end
+    continues on the next one: only on the same CPU, caps, contenders, queries and settings (the header says which);
+    a journal of another setting is set aside (renamed) and the run starts afresh.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self, header: dict[str, Any]) -> int:
+        """Start or continue the journal for `header`; returns how many sessions it now spans."""
+        lines = self._lines()
+        if lines and lines[0].get("header") != header:
+            aside = self.path.with_name(f"{self.path.stem}-set-aside-{int(time.time())}{self.path.suffix}")
+            self.path.rename(aside)
+            print(f"{self.path} was for another CPU or setting: moved to {aside.name}, starting afresh", flush=True)
+            lines = []
+        sessions = 1 + sum(1 for line in lines if "session" in line)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as journal:
+            if not lines:
+                journal.write(json.dumps({"header": header}) + "\n")
+            journal.write(json.dumps({"session": sessions, "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+        return sessions
+
+    def done(self) -> dict[tuple[int, int], dict[str, Any]]:
+        return {(line["repeat"], line["index"]): line["results"] for line in self._lines() if "results" in line}
+
+    def add(self, repeat: int, index: int, query_id: str, results: dict[str, Any]) -> None:
+        line = {"repeat": repeat, "index": index, "query_id": query_id, "results": results}
+        with self.path.open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(line) + "\n")
+
+    def _lines(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        lines = []
+        for text in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError:  # a line cut by a stop mid-write: that query runs again
+                continue
+        return lines
+
+
+def _journal_header(environment: dict[str, Any], contenders: list[Contender], queries, students, args) -> dict:
+    """What must not change between the sessions of one timed run."""
+    return {
+        "cpu": environment["cpu"],
+        "cpu_flags": environment["cpu_flags"],
+        "isa_caps": environment["isa_caps"],
+        "cores": environment["cpu_count"],
+        "versions": environment["versions"],
+        "contenders": [contender.name for contender in contenders],
+        "students": {str(layers): [record.get("steps"), record.get("minutes")] for layers, record in students.items()},
+        "queries": [query_id for query_id, _, _ in queries],
+        "docs": args.docs,
+        "repeats": args.repeats,
+    }
 
 
 # --- results ----------------------------------------------------------------------------------------------------
@@ -379,7 +489,8 @@ def _summarize(contenders: list[Contender], queries, qrels) -> list[dict[str, An
 
     query_ids = [query_id for query_id, _, _ in queries]
     by_name = {contender.name: contender for contender in contenders}
-    peer, teacher = by_name[PEER], by_name["teacher (fp32)"]
+    peer = by_name[PEER]
+    teacher = by_name.get("teacher (fp32)") or by_name["teacher (auto)"]  # the reference: fp32 where it ran
     peer_median = statistics.median(peer.latencies)
     teacher_ndcg = None
     rows = []
@@ -439,7 +550,8 @@ def _markdown(rows, targets, environment, args, teacher: Path, peer_model: Path,
         _environment_lines(environment),
         f"- teacher: `{teacher}`; the peer runs `{peer_model}`",
         f"- test: SciFact test, {args.queries} queries (seeded order), BM25 top-{args.docs} (title + text) each; "
-        f"{args.repeats} timed pass(es), contenders alternating query by query",
+        f"{args.repeats} timed pass(es), contenders alternating query by query; timed in "
+        f"{environment.get('timing_sessions', 1)} session(s) on this CPU (a stopped run continues from its journal)",
         "",
         "| student | distilled on | steps | minutes (command) | agreement after (nDCG@10 vs teacher, Spearman) |",
         "|---|---|---|---|---|",
@@ -455,7 +567,7 @@ def _markdown(rows, targets, environment, args, teacher: Path, peer_model: Path,
         )
     lines += [
         "",
-        "| contender | median s/query | p95 s | vs peer | nDCG@10 | vs teacher fp32 (points) | nDCG@10 vs teacher's "
+        "| contender | median s/query | p95 s | vs peer | nDCG@10 | vs the teacher (points) | nDCG@10 vs teacher's "
         "ranking | Spearman vs teacher | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -465,7 +577,9 @@ def _markdown(rows, targets, environment, args, teacher: Path, peer_model: Path,
             f"{row['ndcg@10']:.4f} | {row['points_vs_teacher']:+.2f} | {_number(row['ndcg@10_vs_teacher'])} | "
             f"{_number(row['spearman_vs_teacher'])} | {row['note']} |"
         )
-    lines += ["", f"Target: a student or cascade >= {TARGET_SPEED_UP}x the peer within {TARGET_POINTS} point of "
+    reference = next((row["contender"] for row in rows if row["contender"] == "teacher (fp32)"), "teacher (auto)")
+    lines += ["", f"Points, nDCG@10 and Spearman vs the teacher: against `{reference}`.", "",
+              f"Target: a student or cascade >= {TARGET_SPEED_UP}x the peer within {TARGET_POINTS} point of "
               "the teacher's nDCG@10 (fp32 = what an AVX2-only CPU runs).", "",
               "| precision | fastest within 1 point | vs peer | points | met |", "|---|---|---|---|---|"]  # fmt: skip
     for target in targets:
