@@ -6,14 +6,15 @@ import importlib
 import json
 
 import pytest
+import torch
 from haystack import Document
 
 from crossencoder_haystack.cli import main
 from crossencoder_haystack.training.agreement import teacher_agreement
-from crossencoder_haystack.training.distill import distill
+from crossencoder_haystack.training.distill import distill, without_dropout
 from crossencoder_haystack.training.distill_card import DISTILLATION_FILE, read_distillation_record
 from crossencoder_haystack.training.distill_data import draw_pseudo_queries
-from crossencoder_haystack.training.student import layer_indices
+from crossencoder_haystack.training.student import build_student, layer_indices
 from crossencoder_haystack.training.teacher_scores import TeacherScoreCache, score_pairs
 from haystack_integrations.components.rankers.crossencoder import CrossEncoderRanker
 from tests.bi_encoder_fixtures import save_tiny_bi_encoder
@@ -182,6 +183,34 @@ def test_the_student_has_fewer_layers_and_ranks_separated_documents_like_the_tea
         assert chosen[0].score - chosen[1].score > 0.05 and chosen[1].score - chosen[2].score > 0.05
         by_student = student.run(query=query, documents=[Document(id=d.id, content=d.content) for d in chosen])
         assert [d.id for d in by_student["documents"]] == [d.id for d in chosen]
+
+
+def test_the_student_trains_without_dropout_and_is_saved_with_the_teachers_dropout(distilled, teacher_path):
+    result, _ = distilled
+    saved = json.loads((result.output_dir / "config.json").read_text())
+    teacher = json.loads((teacher_path / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == teacher["hidden_dropout_prob"] > 0  # for a later fine-tuning
+    assert saved["attention_probs_dropout_prob"] == teacher["attention_probs_dropout_prob"] > 0
+
+    model = build_student(teacher_path, layers=2).model
+    without_dropout(model)
+    model.train()
+    dropouts = [module for module in model.modules() if isinstance(module, torch.nn.Dropout)]
+    assert len(dropouts) > 2 and all(module.p == 0 for module in dropouts)  # embeddings, attention, outputs
+
+
+@pytest.mark.parametrize(
+    ("bf16", "cuda", "math_only"), [(True, False, True), (False, False, False), (True, True, False)]
+)
+def test_training_attention_uses_the_math_kernel_only_on_a_cpu_in_bf16(monkeypatch, bf16, cuda, math_only):
+    from crossencoder_haystack.training import precision
+
+    monkeypatch.setattr(precision, "training_uses_bf16", lambda: bf16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    with precision.training_attention():
+        inside = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.math_sdp_enabled())
+    assert inside == ((False, True) if math_only else (True, True))
+    assert torch.backends.cuda.flash_sdp_enabled(), "the choice is back to PyTorch's after the steps"
 
 
 def test_the_card_and_the_record_name_the_teacher_the_data_and_the_agreement(distilled, teacher_path):

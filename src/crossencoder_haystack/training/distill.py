@@ -466,12 +466,13 @@ def _fit(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments, losses
 
     from crossencoder_haystack.training.callbacks import schedule_arguments, time_budget
-    from crossencoder_haystack.training.precision import training_uses_bf16
+    from crossencoder_haystack.training.precision import training_attention, training_uses_bf16
 
     if len(rows) == 0:
         return _Fit()
     transformers.set_seed(schedule.seed)
     model = student.model
+    without_dropout(model)
     loss = losses.MSELoss(model) if loss_name == "mse" else losses.MarginMSELoss(model)
     steps = _planned_steps(model, loss, rows, schedule, deadline)
     if steps == 0:
@@ -515,7 +516,8 @@ def _fit(
     quiet_trainer(trainer, schedule.verbose)
     fit = _Fit()
     try:
-        trainer.train()
+        with training_attention():
+            trainer.train()
     except KeyboardInterrupt:
         fit.interrupted = True
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -541,7 +543,7 @@ def _probe_step_seconds(model: Any, loss: Any, rows: Any, batch_size: int) -> fl
     """Seconds of one forward and backward pass on a batch (the second of two: the first warms up)."""
     import torch
 
-    from crossencoder_haystack.training.precision import training_uses_bf16
+    from crossencoder_haystack.training.precision import training_attention, training_uses_bf16
 
     batch = rows[: min(batch_size, len(rows))]
     inputs = [batch[column] for column in rows.column_names if column != "label"]
@@ -550,12 +552,27 @@ def _probe_step_seconds(model: Any, loss: Any, rows: Any, batch_size: int) -> fl
     seconds = 0.0
     for _ in range(2):
         started = time.monotonic()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=training_uses_bf16()):
-            value = loss(inputs, labels)
-        value.backward()
+        with training_attention():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=training_uses_bf16()):
+                value = loss(inputs, labels)
+            value.backward()
         seconds = time.monotonic() - started
     model.zero_grad(set_to_none=True)
     return max(seconds, 1e-3)
+
+
+def without_dropout(model: Any) -> None:
+    """
+    Turn off every dropout of `model` (its modules; the saved config keeps its values for later fine-tuning).
+
+    A student regressing on the teacher's scores sees each pair at most once in a CPU budget (under one epoch), so
+    dropout only adds noise to the targets it must match, and on a CPU it cost ~25% of a training step.
+    """
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
 
 
 def _optimizer(student: Student, learning_rate: float) -> Any:
