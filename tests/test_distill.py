@@ -226,7 +226,9 @@ def test_the_card_and_the_record_name_the_teacher_the_data_and_the_agreement(dis
     assert record["agreement"]["after"]["ndcg@10_vs_teacher"] == pytest.approx(result.after.ndcg_at_10)
 
 
-def test_a_second_run_reuses_the_cached_teacher_scores(distilled, teacher_path, data, monkeypatch, capsys):
+def test_a_second_run_reuses_the_cached_candidates_and_teacher_scores(
+    distilled, teacher_path, data, monkeypatch, capsys
+):
     _, root = distilled
     cache_files = list((root / "cache").glob("teacher-*.jsonl"))
     lines = cache_files[0].read_text().count("\n")
@@ -235,7 +237,11 @@ def test_a_second_run_reuses_the_cached_teacher_scores(distilled, teacher_path, 
     def no_teacher(*args, **kwargs):
         raise AssertionError("every score is cached: the teacher must not load")
 
+    def no_first_stage(*args, **kwargs):
+        raise AssertionError("the candidates are cached: the first stage must not run")
+
     monkeypatch.setattr(distill_module, "load_teacher", no_teacher)
+    monkeypatch.setattr("crossencoder_haystack.training.mining.retrieve_candidates", no_first_stage)
     arguments = ["distill", "--teacher", str(teacher_path), "--queries", str(data / "queries.txt")]
     arguments += ["--corpus", str(data / "corpus.jsonl"), "--output", str(root / "again"), "--layers", "1"]
     arguments += ["--pseudo-queries", "16", "--retriever", "bm25", "--top-n", "10", "--max-steps", "3"]
@@ -247,6 +253,59 @@ def test_a_second_run_reuses_the_cached_teacher_scores(distilled, teacher_path, 
     record = read_distillation_record(root / "again")
     assert record["layers"] == [4] and record["teacher_backend"] == "its score cache (not loaded)"
     assert "Distillation" in capsys.readouterr().out
+
+
+def test_a_budget_that_ends_before_the_planned_steps_still_saves_the_student(tmp_path, teacher_path, data, monkeypatch):
+    # The probe step ran faster than the real ones (a busy machine later): the time budget stops the training. That
+    # must end the run normally (it once asked the trainer, which has no eval dataset, to evaluate: an error).
+    distill_module = importlib.import_module("crossencoder_haystack.training.distill")
+    monkeypatch.setattr(distill_module, "_probe_step_seconds", lambda *args: 1e-4)
+    result = distill(
+        teacher_path,
+        data / "queries.txt",
+        corpus=data / "corpus.jsonl",
+        output=tmp_path / "student",
+        layers=1,
+        pseudo_queries=16,
+        epochs=1000.0,
+        max_minutes=0.2,
+        eval_queries=3,
+        cache_dir=tmp_path / "cache",
+        **FAST,
+    )
+    assert 0 < result.steps < 1000 * result.training_pairs / FAST["batch_size"]
+    assert read_distillation_record(tmp_path / "student")["steps"] == result.steps
+
+
+def test_first_stage_candidates_are_cached_per_queries_corpus_and_settings(tmp_path):
+    from crossencoder_haystack.training.distill_data import DistillationSet, retrieve_first_stage
+
+    corpus = {f"d{i}": f"document {i} about {topic}" for i, topic in enumerate(["cats", "dogs", "birds", "fish"] * 3)}
+
+    def dataset(**changes):
+        texts = {"corpus": corpus, "queries": {"query:1": "cats"}, "pseudo_queries": {"pseudo:d1": "dogs"}}
+        return DistillationSet(**{**texts, **changes}, source="test")
+
+    first = dataset()
+    assert retrieve_first_stage(first, retriever="bm25", top_n=3, cache_dir=tmp_path) is False
+    again = dataset()
+    assert retrieve_first_stage(again, retriever="bm25", top_n=3, cache_dir=tmp_path) is True
+    assert again.candidates == first.candidates and len(first.candidates["query:1"]) == 3
+    assert retrieve_first_stage(dataset(), retriever="bm25", top_n=2, cache_dir=tmp_path) is False
+    assert (
+        retrieve_first_stage(dataset(queries={"query:1": "fish"}), retriever="bm25", top_n=3, cache_dir=tmp_path)
+        is False
+    )
+    assert (
+        retrieve_first_stage(dataset(corpus={**corpus, "d0": "changed"}), retriever="bm25", top_n=3, cache_dir=tmp_path)
+        is False
+    )
+
+    for cached in tmp_path.glob("first-stage-*.json"):
+        cached.write_text("{not json")
+    damaged = dataset()
+    assert retrieve_first_stage(damaged, retriever="bm25", top_n=3, cache_dir=tmp_path) is False  # read again
+    assert damaged.candidates == first.candidates
 
 
 def test_a_bi_encoder_teacher_gives_a_cross_encoder_student(tmp_path, minilm_tokenizer, data):

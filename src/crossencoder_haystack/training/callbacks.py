@@ -9,7 +9,11 @@ def time_budget(max_minutes: float) -> Any:
     from transformers import TrainerCallback
 
     class TimeBudget(TrainerCallback):
-        """Stop training (after the current step) once the wall-clock budget is spent."""
+        """
+        Stop training (after the current step) once the wall-clock budget is spent, evaluating and saving first
+        where the run evaluates and saves at all: asking a trainer without an eval dataset to evaluate is an error
+        that loses the whole run (`rerank distill` trains without one).
+        """
 
         def __init__(self) -> None:
             self.deadline = time.monotonic() + max_minutes * 60
@@ -17,11 +21,16 @@ def time_budget(max_minutes: float) -> Any:
         def on_step_end(self, args, state, control, **kwargs):
             if time.monotonic() >= self.deadline:
                 control.should_training_stop = True
-                control.should_evaluate = True
-                control.should_save = True
+                control.should_evaluate = _strategy(args.eval_strategy) != "no"
+                control.should_save = _strategy(args.save_strategy) != "no"
             return control
 
     return TimeBudget()
+
+
+def _strategy(value: Any) -> str:
+    """A trainer's eval/save strategy as its name ("no", "steps", "epoch"), from the enum or a string."""
+    return str(getattr(value, "value", value))
 
 
 def schedule_arguments(

@@ -229,6 +229,7 @@ def _phases(
             retriever=settings["retriever"],
             embedding_model=settings["embedding_model"],
             top_n=settings["top_n"],
+            cache_dir=cache_root,
         )
     plan = _plan(dataset, settings["eval_queries"], seed)
     scored = _teacher_phase(teacher, settings["how"], cache_root, dataset, plan, deadlines.scoring, display)

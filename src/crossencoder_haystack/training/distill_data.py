@@ -13,6 +13,7 @@ Distillation needs no labels, only (query, document) pairs the teacher scores. T
 Query ids are namespaced (`query:<id>`, `pseudo:<document id>`) so the two kinds never collide.
 """
 
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,8 @@ def retrieve_first_stage(
     embedding_model: str | Path | None = None,
     top_n: int = 100,
     show_progress: bool = False,
-) -> None:
+    cache_dir: str | Path | None = None,
+) -> bool:
     """
     Fill `dataset.candidates`: each query's first-stage candidates (see `mining.retrieve_candidates`).
 
@@ -199,10 +201,49 @@ def retrieve_first_stage(
     :param embedding_model: The embedding model directory; None uses the bundled all-MiniLM-L6-v2.
     :param top_n: Candidates per query from each retriever.
     :param show_progress: Show the embedding progress bar.
+    :param cache_dir: Keep the candidates in a file here, keyed by the queries, the corpus, the retriever, the
+        embedding model and `top_n`: a second run on the same data (another `--layers`, a longer budget) skips the
+        first stage (embedding a 5,000-document corpus and 2,000 queries took ~6 minutes on 2 cores).
+    :returns: Whether the candidates came from the cache.
     """
     from crossencoder_haystack.training.mining import MiningInput, retrieve_candidates
 
+    path = _first_stage_path(dataset, retriever, embedding_model, top_n, cache_dir) if cache_dir else None
+    cached = _read_candidates(path) if path else None
+    if cached is not None:
+        dataset.candidates = cached
+        return True
     data = MiningInput(queries=dataset.all_queries(), corpus=dataset.corpus, positives={})
     dataset.candidates = retrieve_candidates(
         data, retriever=retriever, model=embedding_model, top_n=top_n, show_progress=show_progress
     )
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(dataset.candidates), encoding="utf-8")
+        partial.replace(path)  # whole or absent: a run cut off mid-write leaves no half file
+    return False
+
+
+def _first_stage_path(
+    dataset: DistillationSet, retriever: str, embedding_model: str | Path | None, top_n: int, cache_dir: str | Path
+) -> Path:
+    from crossencoder_haystack.evaluation.fingerprints import json_fingerprint, model_fingerprint
+
+    identity = {
+        "queries": dataset.all_queries(),
+        "corpus": json_fingerprint(dataset.corpus),
+        "retriever": retriever,
+        "embedding_model": model_fingerprint(embedding_model) if embedding_model is not None else "bundled",
+        "top_n": top_n,
+    }
+    return Path(cache_dir).expanduser() / f"first-stage-{json_fingerprint(identity)[:16]}.json"
+
+
+def _read_candidates(path: Path) -> dict[str, list[str]] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    valid = isinstance(value, dict) and all(isinstance(ids, list) for ids in value.values())
+    return value if valid else None
