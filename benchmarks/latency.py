@@ -266,6 +266,7 @@ def _fine_tuned_cross_encoder(data_dir: str, work_dir: Path) -> tuple[Path, str]
     note = f"fine-tuned by this script: `rerank {' '.join(command)}` (segment-cosine head, LambdaLoss)"
     if (directory / "config.json").is_file():
         return directory, note
+    work_dir.mkdir(parents=True, exist_ok=True)  # also when called from benchmarks/distill.py on a fresh clone
     if MINED_TRIPLETS.is_file():
         _lists_from_triplets(MINED_TRIPLETS, lists)
     else:
