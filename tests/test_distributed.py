@@ -210,7 +210,7 @@ def test_evaluate_with_engine_ray_gives_the_local_numbers_and_files(ray_cluster,
     assert [row["metrics"] for row in on_ray["rows"]] == [row["metrics"] for row in local["rows"]]
     assert on_ray["significance"]["p_values"] == local["significance"]["p_values"]
     for run in sorted((tmp_path / "local" / "runs").glob("*.trec")):
-        assert (tmp_path / "ray" / "runs" / run.name).read_text() == run.read_text()
+        _assert_same_trec_run((tmp_path / "ray" / "runs" / run.name).read_text(), run.read_text())
     assert on_ray["rankers"][0]["model_calls"] == 0  # every score came from Ray, through the cache
 
 
@@ -291,3 +291,12 @@ def test_build_app_reads_the_example_serve_config(spread_model_path, monkeypatch
         build_app({**args, "model": str(spread_model_path / "missing")})
     with pytest.raises(ValueError, match="unknown model options colour"):
         build_app({**args, "colour": "red"})
+
+
+def _assert_same_trec_run(actual: str, expected: str) -> None:
+    """Same queries, documents, ranks and tags; scores equal up to float32 rounding (an actor's batches are cut
+    differently from the local engine's, and some CPUs' kernels then round the last bits differently)."""
+    actual_rows = [line.split() for line in actual.splitlines()]
+    expected_rows = [line.split() for line in expected.splitlines()]
+    assert [row[:4] + row[5:] for row in actual_rows] == [row[:4] + row[5:] for row in expected_rows]
+    assert [float(row[4]) for row in actual_rows] == pytest.approx([float(row[4]) for row in expected_rows], rel=1e-6)
